@@ -1,0 +1,75 @@
+"""Dataset registry: the embedded presets and the four real datasets, by name.
+
+A real dataset's unlabeled pool for APDS is drawn from the other real datasets found under the
+same data root (paper, Appendix A.2: "randomly sampled and constructed from other datasets with
+no more instances than the original training dataset"), labels withheld.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bench.data import real, synth
+from bench.data.types import IAADataset, Split
+from bench.errors import UserError
+from bench.profiles import Profile
+
+DATA_SEED = 0  # the benchmark's splits are fixed; run seeds vary the training only
+REAL = {"ava": "AVA", "aadb": "AADB", "tad66k": "TAD66K", "para": "PARA"}
+
+
+def dataset_names() -> list[str]:
+    return [*synth.PRESETS, *REAL]
+
+
+def paper_dataset(name: str) -> str:
+    """The paper's dataset a name stands for (synth-ava -> AVA)."""
+    check_name(name)
+    return synth.PRESETS[name].paper_dataset if name in synth.PRESETS else REAL[name]
+
+
+def check_name(name: str) -> None:
+    if name not in dataset_names():
+        raise UserError(f"unknown dataset '{name}'; valid datasets: {', '.join(dataset_names())}")
+
+
+def _pool_from_others(name: str, data_root: Path, n_max: int, seed: int) -> Split | None:
+    others = []
+    for other in REAL:
+        if other == name:
+            continue
+        try:
+            directory = real.dataset_dir(data_root, REAL[other])
+        except UserError:
+            continue
+        others.append(real.LOADERS[other](directory, seed=seed).train)
+    if not others:
+        return None
+    paths = [p for split in others for p in split.images]
+    ids = [i for split in others for i in split.ids]
+    pick = np.random.default_rng(seed).permutation(len(paths))[:n_max]
+    return Split(
+        images=[paths[i] for i in pick],
+        scores=np.full(len(pick), np.nan, dtype=np.float32),
+        dists=None,
+        ids=[ids[i] for i in pick],
+    )
+
+
+def load_dataset(
+    name: str, profile: Profile, data_root: Path | None, cache_dir: Path
+) -> IAADataset:
+    """Load a dataset by name: synth presets from the on-disk cache (generated on first use),
+    real datasets from `data_root` in their official formats."""
+    check_name(name)
+    if name in synth.PRESETS:
+        return synth.load_synth(
+            name, profile.synth_img_size, profile.synth_sizes, DATA_SEED, cache_dir
+        )
+    if data_root is None:
+        raise UserError(f"dataset '{name}' needs --data-root (the folder that holds {REAL[name]}/)")
+    dataset = real.LOADERS[name](real.dataset_dir(data_root, REAL[name]), seed=DATA_SEED)
+    dataset.unlabeled = _pool_from_others(name, data_root, len(dataset.train), DATA_SEED)
+    return dataset

@@ -1,0 +1,58 @@
+"""The in-memory form every dataset loader returns, real or embedded.
+
+Scores are always on the paper's 10-point scale (Figure 1). Distribution datasets (AVA and
+synth-ava) also carry 10-bin rating distributions for ratings 1..10; scalar datasets carry
+`dists=None` and are trained with MSE (paper, Appendix A.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+LabelKind = Literal["dist", "scalar"]
+NUM_BINS = 10
+
+
+@dataclass
+class Split:
+    """One split. `images` is either a uint8 array (N, H, W, 3) held in memory (the embedded
+    benchmark) or a list of N image file paths (real datasets). Unlabeled splits have NaN scores
+    and no distributions."""
+
+    images: np.ndarray | list[Path]
+    scores: np.ndarray
+    dists: np.ndarray | None
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index: np.ndarray) -> Split:
+        images = (
+            self.images[index]
+            if isinstance(self.images, np.ndarray)
+            else [self.images[i] for i in index]
+        )
+        return Split(
+            images=images,
+            scores=self.scores[index],
+            dists=None if self.dists is None else self.dists[index],
+            ids=[self.ids[i] for i in index],
+        )
+
+
+@dataclass
+class IAADataset:
+    """A dataset ready for training: train/val/test splits and, when available, an unlabeled
+    pool for APDS self-training (labels withheld: scores NaN)."""
+
+    name: str
+    label_kind: LabelKind
+    train: Split
+    val: Split
+    test: Split
+    unlabeled: Split | None = None

@@ -1,0 +1,42 @@
+"""Training losses (paper, Appendix A.2): EMD for rating distributions, MSE for scalar scores.
+
+Every model outputs logits over the 10 rating bins. Distribution labels are compared with the
+softmax by EMD; scalar labels with the expected score of that softmax (paper Section 3.1: "the
+model can still output a distribution and then minimize the gap between the score s_hat derived
+from the distribution and the ground truth"), scaled to [0, 1] as the official code's targets.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from elta.apds import expected_score
+
+EmdForm = Literal["per_sample", "batch_rms"]
+
+
+def emd_per_sample(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """NIMA's EMD with r = 2, one value per sample: sqrt(mean_k (CDF_p - CDF_q)_k^2)."""
+    cdf_gap = torch.cumsum(probs, -1) - torch.cumsum(target, -1)
+    return cdf_gap.pow(2).mean(-1).sqrt()
+
+
+def per_sample_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """H of eq. 10 for each sample: EMD for (B, C) distributions, squared error on the
+    score / 10 for (B,) scalar scores."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    if target.dim() == 2:
+        return emd_per_sample(probs, target.float())
+    return (expected_score(probs) / 10 - target.float() / 10).pow(2)
+
+
+def batch_loss(logits: torch.Tensor, target: torch.Tensor, emd_form: EmdForm) -> torch.Tensor:
+    """The supervised loss of a batch. `batch_rms` is the official ELTA code's EMD: one root
+    of the mean over batch AND bins, instead of the mean of per-sample EMDs."""
+    if target.dim() == 2 and emd_form == "batch_rms":
+        probs = torch.softmax(logits.float(), dim=-1)
+        cdf_gap = torch.cumsum(probs, -1) - torch.cumsum(target.float(), -1)
+        return cdf_gap.pow(2).mean().sqrt()
+    return per_sample_loss(logits, target).mean()

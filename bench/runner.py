@@ -1,0 +1,75 @@
+"""The runner: stages -> cache -> joblib.
+
+Stages are grouped in waves by depth (all first rounds, then all self-training rounds); the
+stages of a wave are independent and are fanned out with joblib, whose backend is a setting
+(loky processes locally; `--backend ray` after `ray.util.joblib.register_ray()` on a cluster).
+A stage whose result is stored as ok is reused; `force` recomputes. A failed stage is retried on
+the next invocation; its children are recorded as failed without running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from joblib import Parallel, delayed, parallel_config
+from tqdm.auto import tqdm
+
+from bench.stages import Context, Stage, failed_upstream, run_stage
+from bench.store import Store
+
+
+@dataclass(frozen=True)
+class Plan:
+    stages: list[Stage]  # unique, parents before children
+    cached: set[str]  # ids already stored as ok (reused unless forced)
+
+
+def plan(final_stages: list[list[Stage]], store: Store, force: bool) -> Plan:
+    """Deduplicate the stage chains of many runs, parents first."""
+    unique: dict[str, Stage] = {}
+    for chain in final_stages:
+        for stage in chain:
+            unique.setdefault(stage.id, stage)
+    ordered = sorted(unique.values(), key=_depth)
+    cached = set() if force else {s.id for s in ordered if store.is_ok(s.id)}
+    return Plan(ordered, cached)
+
+
+def _depth(stage: Stage) -> int:
+    return 0 if stage.parent is None else 1 + _depth(stage.parent)
+
+
+def _register_backend(backend: str) -> None:
+    if backend == "ray":
+        from ray.util.joblib import register_ray  # optional dependency, cluster use only
+
+        register_ray()
+
+
+def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, dict]:
+    """Run every stage of the plan that is not cached; return each computed stage's status."""
+    store = Store(ctx.results)
+    store.clean_temporaries()
+    _register_backend(backend)
+    todo = [s for s in the_plan.stages if s.id not in the_plan.cached]
+    outcomes: dict[str, dict] = {}
+    bar = tqdm(total=len(todo), desc="stages", unit="stage", disable=not todo)
+    for depth in sorted({_depth(s) for s in todo}):
+        wave = [s for s in todo if _depth(s) == depth]
+        runnable = []
+        for stage in wave:
+            if stage.parent is not None and not store.is_ok(stage.parent.id):
+                outcomes[stage.id] = failed_upstream(stage, store)
+                bar.update()
+            else:
+                runnable.append(stage)
+        with parallel_config(backend=backend, n_jobs=jobs):
+            results = Parallel(return_as="generator_unordered")(
+                delayed(run_stage)(stage, ctx) for stage in runnable
+            )
+            for outcome in results:
+                outcomes[outcome["id"]] = outcome
+                bar.set_postfix_str(f"last: {outcome['status']}")
+                bar.update()
+    bar.close()
+    return outcomes

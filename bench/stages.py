@@ -1,0 +1,293 @@
+"""The stages a run is made of, and what each one computes and stores.
+
+    round1     train the model (with TFA / FLSA if asked); evaluate the best-on-validation
+               checkpoint on the test set
+    selftrain  APDS: grid search (beta, t) on a labelled subset of the validation split (eq. 9),
+               pseudo-label the unlabeled pool with them (eq. 8), one self-training round from
+               the round-1 weights (eq. 10), evaluate on the test set
+
+A stage's id is the hash of its canonical config, which includes its parent's config, so runs
+that share a prefix (Table 4's rows with and without APDS) share the stored round 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import timm
+import torch
+
+from baselines import create_model, model_config
+from bench.data.registry import load_dataset
+from bench.data.types import IAADataset
+from bench.methods import MethodOptions
+from bench.metrics import evaluate
+from bench.profiles import Profile, get_profile
+from bench.store import Store, code_version, write_json
+from bench.train import TrainSettings, predict_logits, predicted_scores, train_round
+from elta import apds
+
+STAGE_FORMAT = 1  # bump when what a stage computes changes, so old results are not reused
+
+
+class Stage:
+    def __init__(self, kind: str, config: dict, parent: Stage | None = None):
+        self.kind, self.config, self.parent = kind, config, parent
+        canonical = json.dumps(config, sort_keys=True, default=str)
+        self.id = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"Stage({self.kind}, {self.id})"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    dataset: str
+    model: str
+    profile: str
+    seed: int
+    options: MethodOptions
+    data_root: str | None = None
+    weights: str | None = None
+
+
+def stages_for(run: RunRequest) -> list[Stage]:
+    """The chain of stages of one run, the last one holding its final metrics."""
+    profile = get_profile(run.profile)
+    round1 = Stage(
+        "round1",
+        {
+            "format": STAGE_FORMAT,
+            "stage": "round1",
+            "dataset": run.dataset,
+            "data_root": None if run.dataset.startswith("synth-") else run.data_root,
+            "model": run.model,
+            "model_config": model_config(run.model, run.profile),
+            "weights": run.weights,
+            "profile": asdict(profile),
+            "seed": run.seed,
+            "method": run.options.round1_dict(),
+        },
+    )
+    if not run.options.apds:
+        return [round1]
+    apds_config = {key: value for key, value in asdict(profile).items() if key.startswith("apds_")}
+    selftrain = Stage(
+        "selftrain",
+        {"stage": "selftrain", "parent": round1.config, "apds": apds_config},
+        parent=round1,
+    )
+    return [round1, selftrain]
+
+
+@dataclass(frozen=True)
+class Context:
+    """How to execute (never part of a stage's identity)."""
+
+    results: Path
+    device: str
+    threads: int
+    progress: bool
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.results / "cache"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def _settings(config: dict, profile: Profile, epochs: int, device: torch.device) -> TrainSettings:
+    return TrainSettings(
+        epochs=epochs,
+        batch_size=profile.batch_size,
+        lr=profile.lr,
+        img_size=config["model_config"]["img_size"],
+        resize=profile.resize,
+        num_workers=profile.num_workers,
+        device=device,
+    )
+
+
+def _load(config: dict, profile: Profile, ctx: Context) -> IAADataset:
+    root = Path(config["data_root"]) if config["data_root"] else None
+    return load_dataset(config["dataset"], profile, root, ctx.cache_dir)
+
+
+def _model(config: dict):
+    weights = Path(config["weights"]) if config["weights"] else None
+    torch.manual_seed(config["seed"])
+    return create_model(config["model"], config["profile"]["name"], weights)
+
+
+def _evaluate_and_store(model, dataset: IAADataset, settings, out: Path, val_metrics: dict):
+    logits = predict_logits(model, dataset.test, settings)
+    pred = predicted_scores(logits)
+    test_metrics = evaluate(pred, dataset.test.scores)
+    table = pd.DataFrame({"id": dataset.test.ids, "gt": dataset.test.scores, "pred": pred})
+    for k in range(logits.shape[1]):
+        table[f"logit{k + 1}"] = logits[:, k]
+    table.to_csv(out / "predictions.csv", index=False)
+    write_json(out / "metrics.json", {"test": test_metrics, "val": val_metrics})
+    return test_metrics
+
+
+def _train_and_store(model, dataset, opts, settings, seed, out, log, ctx, pseudo=None) -> dict:
+    result = train_round(
+        model, dataset.train, dataset.val, opts, settings, seed, log, pseudo, ctx.progress
+    )
+    result.curve.to_csv(out / "curve.csv", index=False)
+    model.load_state_dict(result.state)
+    torch.save(result.state, out / "model.pt")
+    val = result.curve.loc[result.curve.epoch == result.best_epoch].iloc[0].to_dict()
+    test = _evaluate_and_store(model, dataset, settings, out, val)
+    log(f"best epoch {result.best_epoch}: test {json.dumps(test)}")
+    return test
+
+
+def _round1(stage: Stage, out: Path, ctx: Context, log) -> None:
+    config = stage.config
+    profile = get_profile(config["profile"]["name"])
+    settings = _settings(config, profile, profile.epochs, resolve_device(ctx.device))
+    opts = MethodOptions(**config["method"])
+    model = _model(config)
+    _train_and_store(
+        model, _load(config, profile, ctx), opts, settings, config["seed"], out, log, ctx
+    )
+
+
+def _pseudo_label(
+    model, dataset: IAADataset, settings, profile: Profile, seed: int, out: Path, log
+):
+    """APDS: choose (beta, t) on a labelled validation subset, then label the pool."""
+    if dataset.unlabeled is None or not len(dataset.unlabeled):
+        raise ValueError(f"APDS needs an unlabeled pool; dataset '{dataset.name}' has none")
+    rng = np.random.default_rng(seed)
+    n_search = max(1, round(profile.apds_val_fraction * len(dataset.val)))
+    search = dataset.val.subset(np.sort(rng.permutation(len(dataset.val))[:n_search]))
+    logits = torch.from_numpy(predict_logits(model, search, settings))
+    pred = torch.from_numpy(predicted_scores(logits.numpy()))
+    result = apds.grid_search(
+        logits,
+        pred,
+        torch.from_numpy(search.scores).to(pred.dtype),
+        list(profile.apds_betas),
+        list(profile.apds_thresholds),
+        profile.apds_min_selected,
+    )
+    result.grid.to_csv(out / "apds_grid.csv", index=False)
+    log(
+        f"APDS search on {n_search} val images: beta*={result.beta} t*={result.threshold} "
+        f"MAE {result.mae:.4f} over {result.count}"
+    )
+
+    pool = dataset.unlabeled
+    logits = torch.from_numpy(predict_logits(model, pool, settings))
+    probs = torch.softmax(logits, -1)
+    pred = apds.expected_score(probs)
+    confidence = apds.sharpen(logits, pred, result.beta).amax(-1)
+    keep = (confidence >= result.threshold).numpy()
+    keep_idx = np.flatnonzero(keep)[: len(dataset.train)]  # no more than the training set
+    labelled = pool.subset(keep_idx)
+    labelled.scores = pred.numpy()[keep_idx].astype(np.float32)
+    # The pseudo-labels are the unsharpened predictions, as in the official code.
+    labelled.dists = probs.numpy()[keep_idx] if dataset.label_kind == "dist" else None
+    pd.DataFrame(
+        {
+            "id": labelled.ids,
+            "pseudo_score": labelled.scores,
+            "confidence": confidence.numpy()[keep_idx],
+        }
+    ).to_csv(out / "pseudo_labels.csv", index=False)
+    log(f"pseudo-labelled {len(labelled)} of {len(pool)} pool images")
+    summary = {
+        "beta": result.beta,
+        "threshold": result.threshold,
+        "search_mae": result.mae,
+        "search_count": result.count,
+        "n_search": n_search,
+        "n_pseudo": len(labelled),
+    }
+    return labelled, summary
+
+
+def _selftrain(stage: Stage, store: Store, out: Path, ctx: Context, log) -> None:
+    config = stage.config["parent"]
+    profile = get_profile(config["profile"]["name"])
+    device = resolve_device(ctx.device)
+    dataset = _load(config, profile, ctx)
+    model = _model(config)
+    model.load_state_dict(torch.load(store.path(stage.parent.id) / "model.pt", map_location="cpu"))
+    settings = _settings(config, profile, profile.st_epochs, device)
+    model.to(device)
+    pseudo, summary = _pseudo_label(model, dataset, settings, profile, config["seed"], out, log)
+    opts = MethodOptions(**config["method"])
+    _train_and_store(model, dataset, opts, settings, config["seed"] + 1, out, log, ctx, pseudo)
+    metrics = json.loads((out / "metrics.json").read_text())
+    write_json(out / "metrics.json", {**metrics, "apds": summary})
+
+
+def run_stage(stage: Stage, ctx: Context) -> dict:
+    """Compute one stage in this process and store it atomically, as ok or failed.
+    A failure (NaN loss, an exception) is recorded with its reason, never raised."""
+    torch.set_num_threads(ctx.threads)
+    store = Store(ctx.results)
+    out = store.begin(stage.id)
+    write_json(out / "config.json", stage.config)
+    write_json(
+        out / "versions.json",
+        {
+            "code": code_version(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+            "numpy": np.__version__,
+            "device": ctx.device,
+            "host": platform.node(),
+        },
+    )
+    start = time.time()
+    with open(out / "log.txt", "a", buffering=1) as log_file:
+
+        def log(line: str) -> None:
+            log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+        log(f"{stage.kind} {stage.id}")
+        try:
+            if stage.kind == "round1":
+                _round1(stage, out, ctx, log)
+            else:
+                _selftrain(stage, store, out, ctx, log)
+            status = {"status": "ok", "reason": ""}
+        except Exception as err:  # recorded, so that the other runs still finish
+            status = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
+            log(f"FAILED {status['reason']}")
+    status["seconds"] = round(time.time() - start, 2)
+    write_json(out / "status.json", status)
+    store.commit(out, stage.id)
+    return {"id": stage.id, **status}
+
+
+def failed_upstream(stage: Stage, store: Store) -> dict:
+    """Record a stage that cannot run because its parent failed."""
+    parent = store.status(stage.parent.id) or {}
+    out = store.begin(stage.id)
+    write_json(out / "config.json", stage.config)
+    status = {"status": "failed", "reason": f"round 1 failed ({parent.get('reason', 'unknown')})"}
+    write_json(out / "status.json", status)
+    store.commit(out, stage.id)
+    return {"id": stage.id, **status}

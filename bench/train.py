@@ -1,0 +1,194 @@
+"""One training round, read top to bottom: batches -> features -> [TFA] -> head -> loss [+ FLSA].
+
+The same round serves the first training and the APDS self-training round (eq. 10): with a
+pseudo-labelled split, every step also draws a pseudo-labelled batch, and the loss is
+L_s (mean over labelled and mixed rows) + L_u (mean over pseudo-labelled rows).
+The checkpoint kept is the epoch with the best validation SRCC; the test set is never looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from bench.data.loading import batches
+from bench.data.types import Split
+from bench.losses import batch_loss
+from bench.methods import MethodOptions
+from bench.metrics import evaluate
+from elta import flsa, tfa
+from elta.apds import expected_score
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    lr: float
+    img_size: int
+    resize: int | None
+    num_workers: int
+    device: torch.device
+
+    @property
+    def amp(self) -> bool:
+        return self.device.type == "cuda"  # bf16 autocast on GPUs
+
+
+@dataclass
+class RoundResult:
+    state: dict[str, torch.Tensor]  # weights of the best epoch, on the CPU
+    best_epoch: int
+    curve: pd.DataFrame
+
+
+def label_scores(targets: torch.Tensor) -> torch.Tensor:
+    """Scores of (B, C) distributions (sum_j j p_j) or of (B,) scalar targets."""
+    return expected_score(targets) if targets.dim() == 2 else targets
+
+
+def training_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    n_pseudo: int,
+    opts: MethodOptions,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The loss of one step. The last `n_pseudo` rows of x are pseudo-labelled (eq. 10)."""
+    n_labeled = len(x) - n_pseudo
+    scores = label_scores(targets)
+    mix = dict(n_pairs=opts.tfa_pairs, tau1=opts.tau1, tau2=opts.tau2, generator=generator)
+    if opts.tfa and opts.tfa_level == "pixel":
+        x, targets = tfa.mix(x, targets, scores, **mix)  # k = 0 in eq. 1
+    z = model.forward_features(x)
+    if opts.tfa and opts.tfa_level == "feature":
+        z, targets = tfa.mix(z, targets, scores, **mix)
+    logits = model.forward_head(z)
+
+    # Mixed rows are appended after the batch: labelled rows, pseudo rows, mixed rows.
+    is_pseudo = torch.zeros(len(z), dtype=torch.bool, device=z.device)
+    is_pseudo[n_labeled : n_labeled + n_pseudo] = True
+    loss = batch_loss(logits[~is_pseudo], targets[~is_pseudo], opts.emd_form)  # L_s
+    if n_pseudo:
+        loss = loss + batch_loss(logits[is_pseudo], targets[is_pseudo], opts.emd_form)  # L_u
+    if opts.flsa_weight > 0:
+        loss = loss + opts.flsa_weight * flsa.alignment_loss(z, label_scores(targets))
+    return loss
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, split: Split, settings: TrainSettings) -> np.ndarray:
+    """(N, 10) logits for every sample of a split, in order."""
+    model.eval()
+    out = []
+    for x, _, _ in batches(
+        split,
+        settings.batch_size * 2,
+        train=False,
+        img_size=settings.img_size,
+        device=settings.device,
+        generator=torch.Generator(),
+        num_workers=settings.num_workers,
+    ):
+        with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
+            out.append(model(x).float())
+    return torch.cat(out).cpu().numpy()
+
+
+def predicted_scores(logits: np.ndarray) -> np.ndarray:
+    return expected_score(torch.softmax(torch.from_numpy(logits), -1)).numpy()
+
+
+def _endless(split: Split, batch_size: int, settings: TrainSettings, generator: torch.Generator):
+    while True:
+        yield from batches(
+            split,
+            batch_size,
+            train=True,
+            img_size=settings.img_size,
+            device=settings.device,
+            generator=generator,
+            resize=settings.resize,
+            num_workers=settings.num_workers,
+        )
+
+
+def train_round(
+    model: nn.Module,
+    train: Split,
+    val: Split,
+    opts: MethodOptions,
+    settings: TrainSettings,
+    seed: int,
+    log: Callable[[str], None],
+    pseudo: Split | None = None,
+    progress: bool = True,
+) -> RoundResult:
+    """Train for `settings.epochs` epochs with Adam; keep the best epoch by validation SRCC."""
+    model.to(settings.device)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    pseudo_batches: Iterator | None = None
+    n_pseudo = 0
+    if pseudo is not None and len(pseudo):
+        n_pseudo = max(1, round(settings.batch_size * len(pseudo) / len(train)))
+        pseudo_batches = _endless(pseudo, n_pseudo, settings, generator)
+
+    best_srcc, best_state, best_epoch, rows = -np.inf, None, -1, []
+    epochs = tqdm(range(settings.epochs), desc="epochs", leave=False, disable=not progress)
+    for epoch in epochs:
+        model.train()
+        total = torch.zeros((), device=settings.device)
+        steps = 0
+        for x, targets, _ in batches(
+            train,
+            settings.batch_size,
+            train=True,
+            img_size=settings.img_size,
+            device=settings.device,
+            generator=generator,
+            resize=settings.resize,
+            num_workers=settings.num_workers,
+        ):
+            if pseudo_batches is not None:
+                x_u, t_u, _ = next(pseudo_batches)
+                x, targets = torch.cat([x, x_u]), torch.cat([targets, t_u])
+            with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
+                loss = training_loss(
+                    model, x, targets, len(x_u) if n_pseudo else 0, opts, generator
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+            steps += 1
+
+        train_loss = total.item() / max(steps, 1)  # the one host sync of the epoch
+        if not np.isfinite(train_loss):
+            raise Diverged(f"training loss became {train_loss} in epoch {epoch + 1}")
+        val_metrics = evaluate(predicted_scores(predict_logits(model, val, settings)), val.scores)
+        rows.append({"epoch": epoch + 1, "train_loss": train_loss, **val_metrics})
+        log(
+            f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} "
+            f"val srcc {val_metrics['srcc']:.4f} plcc {val_metrics['plcc']:.4f}"
+        )
+        epochs.set_postfix(loss=f"{train_loss:.4f}", val_srcc=f"{val_metrics['srcc']:.3f}")
+        srcc = val_metrics["srcc"]
+        if np.isfinite(srcc) and srcc > best_srcc:
+            best_srcc, best_epoch = srcc, epoch + 1
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    if best_state is None:  # validation SRCC undefined all along (constant predictions)
+        best_epoch = settings.epochs
+        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return RoundResult(best_state, best_epoch, pd.DataFrame(rows))

@@ -1,0 +1,252 @@
+"""Reproduce the ELTA paper's tables: `python run_all.py --table 4`.
+
+Without --data-root the embedded long-tailed benchmark stands in for the paper's datasets
+(synth-ava for AVA, ...); with it, the real datasets are read in their official formats.
+Every stage is cached under results/runs/; a rerun reuses them, --force recomputes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table", help="which table to reproduce (see --list)")
+    p.add_argument("--dataset", help="run on this dataset instead of the table's default")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu (default) | paper")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1; cells show mean ± std")
+    p.add_argument("--jobs", type=int, default=1, help="stages run in parallel")
+    p.add_argument("--backend", default="loky", help="joblib backend: loky (default) or ray")
+    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, ...")
+    p.add_argument("--data-root", type=Path, help="folder holding AVA/, AADB/, TAD66K/, PARA/")
+    p.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="MODEL=FILE",
+        help="backbone weights from a local file, e.g. swinv2=/ckpt/swinv2_base_window8_256.pth",
+    )
+    p.add_argument("--results", type=Path, default=Path("results"), help="results store")
+    p.add_argument("--force", action="store_true", help="recompute stored stages")
+    p.add_argument("--dry-run", action="store_true", help="list the stages, cached or not")
+    p.add_argument("--list", action="store_true", help="models, datasets, tables, profiles")
+    m = p.add_argument_group("method options (the paper's defaults)")
+    m.add_argument("--tfa-pairs", type=int, help="mixed pairs appended per batch")
+    m.add_argument("--tau1", type=float, help="TFA temperature of eq. 2 and 4 (0.2)")
+    m.add_argument("--tau2", type=float, help="TFA temperature of eq. 3 (4.0)")
+    m.add_argument("--flsa-weight", type=float, help="weight of the FLSA loss (1.0)")
+    m.add_argument(
+        "--emd", choices=["per_sample", "batch_rms"], help="EMD form (batch_rms: official code)"
+    )
+    args = p.parse_args(argv)
+    if not args.list and not args.table:
+        p.error("give --table (or --list)")
+    for name in ("seeds", "jobs"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    return args
+
+
+def print_list() -> None:
+    from baselines import list_models
+    from bench.data.registry import dataset_names
+    from bench.profiles import PROFILES
+    from tables.specs import TABLES
+
+    print("models:")
+    for name, entry in list_models().items():
+        print(f"  {name:10s} {entry.description}")
+    print("methods: tfa (feature|pixel), flsa, apds  (rows of the tables; options above)")
+    print("datasets:", ", ".join(dataset_names()))
+    print("tables:")
+    for key, spec in TABLES.items():
+        print(f"  {key:10s} {spec.title}: {spec.caption} ({', '.join(spec.paper_datasets)})")
+    print("profiles:")
+    for name, profile in PROFILES.items():
+        print(f"  {name:10s} {profile.description}")
+
+
+def _weights(pairs: list[str]) -> dict[str, str]:
+    from baselines import list_models
+
+    out = {}
+    for pair in pairs:
+        model, sep, path = pair.partition("=")
+        if not sep or not path:
+            raise UserError(f"--weights takes MODEL=FILE, got '{pair}'")
+        if model not in list_models():
+            raise UserError(
+                f"--weights: unknown model '{model}'; valid: {', '.join(list_models())}"
+            )
+        if not Path(path).is_file():
+            raise UserError(f"{path}: weights file not found")
+        out[model] = str(Path(path).resolve())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.list:
+            print_list()
+            return 0
+        return run_table(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: completed stages are stored; rerun to resume", file=sys.stderr)
+        return 130
+
+
+def run_table(args: argparse.Namespace) -> int:
+    from bench.data.registry import check_name, load_dataset, paper_dataset
+    from bench.methods import MethodOptions
+    from bench.profiles import get_profile
+    from bench.runner import execute, plan
+    from bench.stages import Context, RunRequest, stages_for
+    from bench.store import Store, code_version
+    from tables.paper import paper_value
+    from tables.render import METRICS, build_view, render_latex, render_markdown
+    from tables.specs import FLSA_WEIGHT_DEFAULT, get_table
+
+    spec = get_table(args.table)
+    profile = get_profile(args.profile)
+    weights = _weights(args.weights)
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise UserError(f"{args.data_root}: data root not found")
+    datasets = (
+        [args.dataset]
+        if args.dataset
+        else [d.lower() if args.data_root else f"synth-{d.lower()}" for d in spec.paper_datasets]
+    )
+    for name in datasets:
+        check_name(name)
+    overrides = {
+        key: value
+        for key, value in dict(
+            tfa_pairs=args.tfa_pairs, tau1=args.tau1, tau2=args.tau2, emd_form=args.emd
+        ).items()
+        if value is not None
+    }
+    flsa_weight = FLSA_WEIGHT_DEFAULT if args.flsa_weight is None else args.flsa_weight
+    MethodOptions(**overrides, flsa_weight=flsa_weight)  # validate before anything runs
+
+    runs = []  # (dataset, row key, seed, stage chain)
+    for dataset in datasets:
+        for row in spec.rows:
+            opts = MethodOptions(
+                **overrides,
+                tfa=row.modules.get("tfa", False),
+                tfa_level=row.modules.get("tfa_level", "feature"),
+                flsa_weight=flsa_weight if row.modules.get("flsa") else 0.0,
+                apds=row.modules.get("apds", False),
+            )
+            for seed in range(args.seeds):
+                request = RunRequest(
+                    dataset=dataset,
+                    model=spec.model,
+                    profile=profile.name,
+                    seed=seed,
+                    options=opts,
+                    data_root=str(args.data_root.resolve()) if args.data_root else None,
+                    weights=weights.get(spec.model),
+                )
+                runs.append((dataset, row.key, seed, stages_for(request)))
+
+    store = Store(args.results)
+    the_plan = plan([chain for *_, chain in runs], store, args.force)
+    if args.dry_run:
+        print_plan(the_plan, runs)
+        return 0
+
+    ctx = Context(
+        results=args.results,
+        device=args.device,
+        threads=max(1, (os.cpu_count() or 1) // args.jobs),
+        progress=args.jobs == 1,
+    )
+    if len(the_plan.cached) < len(the_plan.stages):
+        for dataset in datasets:  # fail early on bad data; generates the embedded benchmark
+            root = args.data_root.resolve() if args.data_root else None
+            load_dataset(dataset, profile, root, ctx.cache_dir)
+    execute(the_plan, ctx, args.jobs, args.backend)
+
+    version = code_version()
+    any_failed = False
+    for dataset in datasets:
+        records = []
+        for d, row_key, seed, chain in runs:
+            if d != dataset:
+                continue
+            final = chain[-1]
+            status = store.status(final.id) or {"status": "failed", "reason": "not run"}
+            record = {"row": row_key, "seed": seed, "status": status["status"]}
+            record["reason"] = status.get("reason", "")
+            if status["status"] == "ok":
+                record.update(store.metrics(final.id)["test"])
+            else:
+                any_failed = True
+            records.append(record)
+        results = pd.DataFrame(records)
+        paper_name = paper_dataset(dataset)
+        synthetic = dataset.startswith("synth-")
+        caption = (
+            f"{spec.caption} on {dataset}"
+            f"{' (embedded benchmark standing in for ' + paper_name + ')' if synthetic else ''}"
+            f"; profile {profile.name}, {args.seeds} seed{'s' if args.seeds > 1 else ''}"
+            f" ({'mean ± std' if args.seeds > 1 else 'seed 0'}), code {version}."
+            f" Ours beside the paper's numbers on {paper_name}; best per column in bold."
+        )
+        paper = {
+            (row.key, m.key): paper_value(spec.key, paper_name, row.key, m.key)
+            for row in spec.rows
+            for m in METRICS
+        }
+        view = build_view(
+            spec.title,
+            caption,
+            [(row.key, row.descriptors) for row in spec.rows],
+            spec.header_columns,
+            results,
+            paper,
+        )
+        out_dir = args.results / "tables"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"table{spec.key}" if len(datasets) == 1 else f"table{spec.key}-{dataset}"
+        markdown = render_markdown(view)
+        (out_dir / f"{stem}.md").write_text(markdown)
+        (out_dir / f"{stem}.tex").write_text(render_latex(view))
+        print(markdown)
+        print(f"written: {out_dir / stem}.md, {out_dir / stem}.tex")
+    return 1 if any_failed else 0
+
+
+def print_plan(the_plan, runs) -> None:
+    serves: dict[str, list[str]] = {}
+    for dataset, row_key, seed, chain in runs:
+        for stage in chain:
+            serves.setdefault(stage.id, []).append(f"{dataset}/{row_key}/seed{seed}")
+    for stage in the_plan.stages:
+        state = "cached" if stage.id in the_plan.cached else "to run"
+        print(f"{stage.id}  {stage.kind:9s}  {state:6s}  {', '.join(serves[stage.id])}")
+    n_all, n_cached = len(the_plan.stages), len(the_plan.cached)
+    print(f"{n_all} stages: {n_cached} cached, {n_all - n_cached} to run")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
