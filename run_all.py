@@ -55,9 +55,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.list and not args.table:
         p.error("give --table (or --list)")
-    for name in ("seeds", "jobs"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be >= 1")
     return args
 
 
@@ -124,6 +121,9 @@ def run_table(args: argparse.Namespace) -> int:
     from tables.render import METRICS, build_view, render_latex, render_markdown
     from tables.specs import FLSA_WEIGHT_DEFAULT, get_table
 
+    for name in ("seeds", "jobs"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be >= 1 (got {getattr(args, name)})")
     spec = get_table(args.table)
     profile = get_profile(args.profile)
     weights = _weights(args.weights)

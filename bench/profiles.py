@@ -36,7 +36,8 @@ class Profile:
 # The official code's (commented) full grid is beta in {1.0, 1.1, 1.2, 1.25}, t in {0.70..0.90};
 # the vectorised search makes a wider grid free.
 BETAS = (0.25, 0.5, 0.75, 1.0, 1.1, 1.2, 1.25, 1.5, 2.0, 3.0)
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
+SMOKE_THRESHOLDS = (0.1, 0.15, 0.2, 0.3, 0.5)  # barely trained models are unsure
 
 PROFILES = {
     "smoke": Profile(
@@ -53,7 +54,7 @@ PROFILES = {
         apds_val_fraction=0.5,
         apds_min_selected=3,
         apds_betas=BETAS,
-        apds_thresholds=THRESHOLDS,
+        apds_thresholds=SMOKE_THRESHOLDS,
     ),
     "cpu": Profile(
         name="cpu",

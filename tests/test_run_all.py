@@ -1,0 +1,182 @@
+"""The command line end to end on the smoke profile: Table 4, caching, failures, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import run_all
+from bench.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ["--table", "4", "--profile", "smoke"]
+
+
+def _cli(*args: str, results: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "run_all.py", *args, "--results", str(results)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    results = tmp_path_factory.mktemp("smoke")
+    return results, _cli(*SMOKE, results=results)
+
+
+def test_smoke_table4_prints_and_writes_all_eight_rows(smoke_results):
+    results, proc = smoke_results
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    markdown = (results / "tables" / "table4.md").read_text()
+    assert markdown in proc.stdout  # printed when the run finishes
+    body = [line for line in markdown.splitlines() if line.startswith("| ") and "✓" in line]
+    assert len(body) == 7  # 8 rows, the baseline has no check mark
+    assert "0.743" in markdown and "0.438" in markdown  # the paper's Base. P and ELTA L
+    assert "failed" not in markdown
+    tex = (results / "tables" / "table4.tex").read_text()
+    assert r"\toprule" in tex and "synth-ava" in tex
+
+
+def test_table4_trains_round1_once_per_tfa_flsa_setting(smoke_results):
+    results, _ = smoke_results
+    kinds = [json.loads((d / "config.json").read_text())["stage"] for d in _stage_dirs(results)]
+    assert sorted(kinds) == ["round1"] * 4 + ["selftrain"] * 4
+
+
+def test_rerun_reuses_every_stage(smoke_results):
+    results, _ = smoke_results
+    dry = _cli(*SMOKE, "--dry-run", results=results)
+    assert "8 stages: 8 cached, 0 to run" in dry.stdout
+    before = {d.name: (d / "status.json").stat().st_mtime for d in _stage_dirs(results)}
+    again = _cli(*SMOKE, results=results)
+    assert again.returncode == 0
+    after = {d.name: (d / "status.json").stat().st_mtime for d in _stage_dirs(results)}
+    assert before == after
+
+
+def test_each_stage_stores_its_record(smoke_results):
+    results, _ = smoke_results
+    for stage in _stage_dirs(results):
+        names = {p.name for p in stage.iterdir()}
+        assert {"config.json", "status.json", "metrics.json", "log.txt", "curve.csv"} <= names
+        assert {"predictions.csv", "versions.json", "model.pt"} <= names
+        if json.loads((stage / "config.json").read_text())["stage"] == "selftrain":
+            assert {"apds_grid.csv", "pseudo_labels.csv"} <= names
+            apds = json.loads((stage / "metrics.json").read_text())["apds"]
+            assert 0 < apds["n_pseudo"] <= 96  # never more than the training set
+
+
+def _stage_dirs(results: Path) -> list[Path]:
+    return [d for d in (results / "runs").iterdir() if not d.name.startswith(".")]
+
+
+def test_nan_run_is_recorded_as_failed_and_the_others_finish(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from bench import train
+
+    real_loss = train.training_loss
+
+    def nan_when_flsa(model, x, targets, n_pseudo, opts, generator):
+        loss = real_loss(model, x, targets, n_pseudo, opts, generator)
+        return loss * torch.nan if opts.flsa_weight > 0 else loss
+
+    monkeypatch.setattr(train, "training_loss", nan_when_flsa)
+    code = run_all.main([*SMOKE, "--results", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    rows = [line for line in out.splitlines() if line.startswith("| ")][2:]
+    failed = [r for r in rows if "failed" in r]
+    assert len(failed) == 4  # every row with FLSA
+    assert all("nan" not in r.lower() for r in rows if r not in failed)
+    assert "Diverged" in out and "NaN" in out.replace("nan", "NaN")
+    statuses = [json.loads((d / "status.json").read_text()) for d in _stage_dirs(tmp_path)]
+    assert sum(s["status"] == "ok" for s in statuses) == 4
+
+
+def test_kill_mid_grid_loses_no_completed_stage(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "run_all.py", *SMOKE, "--results", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    runs = tmp_path / "runs"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        done = [d for d in runs.glob("*") if not d.name.startswith(".")] if runs.exists() else []
+        if done:
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert done, "no stage completed in time"
+    store = Store(tmp_path)
+    completed = [d.name for d in done if store.is_ok(d.name)]
+    assert completed
+    resumed = _cli(*SMOKE, "--dry-run", results=tmp_path)
+    n_cached = int(resumed.stdout.strip().splitlines()[-1].split()[2])
+    assert n_cached >= len(completed)
+    finish = _cli(*SMOKE, results=tmp_path)
+    assert finish.returncode == 0, finish.stderr[-2000:]
+    assert not list(runs.glob(".tmp-*"))  # the killed run's leftovers are cleaned
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--table", "9"], "unknown table '9'; valid tables: 4"),
+        (["--table", "4", "--profile", "huge"], "valid profiles: smoke, cpu, paper"),
+        (["--table", "4", "--dataset", "imagenet"], "valid datasets: synth-ava"),
+        (["--table", "4", "--tau1", "0"], "tau1=0"),
+        (["--table", "4", "--tau2", "-1"], "tau2=-1"),
+        (["--table", "4", "--flsa-weight", "-0.5"], "--flsa-weight must be >= 0"),
+        (["--table", "4", "--tfa-pairs", "0"], "--tfa-pairs must be >= 1"),
+        (["--table", "4", "--seeds", "0"], "--seeds must be >= 1"),
+        (["--table", "4", "--data-root", "/nonexistent/iaa"], "/nonexistent/iaa"),
+        (["--table", "4", "--dataset", "ava"], "needs --data-root"),
+        (["--table", "4", "--weights", "swinv2=/no/such.pth"], "/no/such.pth"),
+        (["--table", "4", "--weights", "vgg=/x.pth"], "unknown model 'vgg'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path, capsys):
+    assert run_all.main([*args, "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_malformed_option_is_one_line_and_exit_code_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_all.main(["--table", "4", "--tau1", "x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid float value" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_data_root_file_error_from_the_command_line(tmp_path):
+    (tmp_path / "AADB" / "imgListFiles_label").mkdir(parents=True)
+    proc = subprocess.run(
+        [sys.executable, "run_all.py", "--table", "4", "--dataset", "aadb", "--profile", "smoke",
+         "--data-root", str(tmp_path), "--results", str(tmp_path / "r")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "imgListTrainRegression_score.txt" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_list_names_everything(capsys):
+    assert run_all.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("swinv2", "synth-ava", "tad66k", "smoke", "paper", "Table 4"):
+        assert name in out
