@@ -41,9 +41,9 @@ associate with aesthetics each get their *own* noisy copy of ``z``,
 - exposure: mean luminance near 0.5, or too dark / too bright (direction at random);
 - contrast: full tonal range, or washed out;
 - sharpness: crisp, or Gaussian-blurred (blur radius scales with the image size);
-- noise: clean, or with additive sensor noise;
-- colour harmony: a harmonious hue scheme (monochrome, analogous, complementary) with moderate
-  saturation, or discordant hues, over-saturation and garish clutter spots;
+- noise: clean, or with additive luminance noise;
+- colour harmony: a harmonious hue scheme (monochrome, analogous, complementary) with a vivid
+  subject on a muted background, or discordant hues, over-saturation and garish clutter spots;
 - placement: subject near a rule-of-thirds point, or pushed against an edge and cut off;
 - separation: subject clearly lighter or darker than a calm background, or lost in a busy one.
 
@@ -74,7 +74,7 @@ from scipy.special import expit, ndtr
 from bench.data.types import NUM_BINS, IAADataset, LabelKind, Split
 from bench.errors import UserError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bump whenever generation changes, so that no cache written by an older generator is used."""
 
 BIN_EDGES: tuple[float, ...] = (0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0)
@@ -152,7 +152,7 @@ class Difficulty:
     the 10-point scale.
     """
 
-    attribute_noise: float = 1.0
+    attribute_noise: float = 1.5
     """Std of each attribute's own noise on ``z``: the larger, the weaker every visual cue."""
     attribute_gain: float = 1.0
     """Slope of the sigmoid from noisy ``z`` to an attribute's goodness; lower keeps the tails
@@ -166,11 +166,11 @@ class Difficulty:
     raters_ava: tuple[int, int] = (40, 80)
     """Inclusive range of the number of raters per image of synth-ava."""
     raters_aadb: tuple[int, int] = (5, 5)
-    """... of synth-aadb (AADB has five raters per image)."""
+    """Raters per image of synth-aadb (AADB has five per image)."""
     raters_tad66k: tuple[int, int] = (8, 16)
-    """... of synth-tad66k."""
+    """Raters per image of synth-tad66k."""
     raters_para: tuple[int, int] = (20, 30)
-    """... of synth-para (PARA has about 25 raters per image)."""
+    """Raters per image of synth-para (PARA has about 25 per image)."""
 
     def raters(self, preset: Preset) -> tuple[int, int]:
         """The panel-size range for ``preset``."""
@@ -322,7 +322,7 @@ def sample_labels(
         kept.append(tuple(x[take] for x in cand if x is not None))
         proposal = quota / max(quota.sum(), 1)
     else:
-        raise RuntimeError(f"could not fill the score bins of {preset.name}")  # pragma: no cover
+        raise RuntimeError(f"could not fill the score bins of {preset.name}")
 
     columns = [np.concatenate(c) for c in zip(*kept, strict=True)]
     perm = rng.permutation(n)
@@ -345,8 +345,8 @@ _ATTRIBUTES = (
 )
 _MAX_CLUTTER = 6  # garish spots on the least harmonious images
 _N_TEXTURES = 5  # gradient, vignette, stripes, clouds, horizon
-_PIXEL_BUDGET = 1 << 17  # pixels per rendered chunk: small enough to stay in cache
-_MAX_THREADS = 4
+_PIXEL_BUDGET = 1 << 19  # pixels per rendered chunk (bounds memory at large sizes)
+_MAX_THREADS = 4  # rendering threads, at most (numpy releases the GIL in array arithmetic)
 
 
 def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -372,8 +372,8 @@ def _scene_params(
     direction = rng.choice([-1.0, 1.0], size=n)
     p["target_luma"] = 0.5 + direction * 0.42 * bad["exposure"] ** 1.3
     p["contrast"] = 0.3 + 0.75 * good["contrast"]
-    p["blur_frac"] = 0.05 * bad["sharpness"] ** 1.5  # blur std as a fraction of the image size
-    p["noise_std"] = 0.004 + 0.13 * bad["noise"] ** 1.5
+    p["blur_frac"] = 0.055 * bad["sharpness"] ** 2  # blur std as a fraction of the image size
+    p["noise_std"] = 0.004 + 0.13 * bad["noise"] ** 2
 
     # Colour: base hue is nuisance; the subject/background hue offset moves from a harmonious
     # scheme (monochrome, analogous, complementary) towards a discordant ~90 degree offset.
@@ -383,8 +383,8 @@ def _scene_params(
     w = bad["harmony"]
     p["sub_hue"] = base_hue
     p["bg_hue"] = base_hue + scheme + w * (discord - scheme)
-    p["sub_sat"] = np.clip(0.45 + 0.5 * w + 0.05 * rng.standard_normal(n), 0, 1)
-    p["bg_sat"] = np.clip(0.25 + 0.7 * w + 0.05 * rng.standard_normal(n), 0, 1)
+    p["sub_sat"] = np.clip(0.65 + 0.3 * w + 0.05 * rng.standard_normal(n), 0, 1)
+    p["bg_sat"] = np.clip(0.3 + 0.65 * w + 0.05 * rng.standard_normal(n), 0, 1)
     active = np.arange(_MAX_CLUTTER) < np.floor(7 * w**3 + rng.random(n))[:, None]
     p["clutter_active"] = active
     p["clutter_xy"] = rng.random((n, _MAX_CLUTTER, 2))
@@ -412,7 +412,7 @@ def _scene_params(
     p["texture_freq"] = 1 + 2 * bad["separation"]
 
     # Nuisance: shape, size, lighting, background texture.
-    p["radius"] = rng.uniform(0.11, 0.22, size=n)
+    p["radius"] = rng.uniform(0.13, 0.26, size=n)
     p["polygon"] = rng.random(n) < 0.4
     p["sides"] = rng.integers(3, 7, size=n)  # polygons
     p["petals"] = rng.integers(2, 7, size=n)  # blobs and flowers
@@ -562,6 +562,13 @@ def _render_chunk(p: dict[str, np.ndarray], size: int, rng: np.random.Generator)
     return img.astype(np.uint8)  # truncating x + 0.5: rounds to nearest
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def render_images(
     true_scores: np.ndarray,
     preset: str | Preset,
@@ -582,8 +589,7 @@ def render_images(
         part = {k: v[start : start + chunk] for k, v in params.items()}
         out[start : start + chunk] = _render_chunk(part, img_size, chunk_rng)
 
-    # numpy releases the GIL in array arithmetic, so threads render chunks in parallel.
-    with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, len(os.sched_getaffinity(0)))) as pool:
+    with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, _usable_cpus())) as pool:
         list(pool.map(render, starts, chunk_rngs))
     return out
 
@@ -597,6 +603,7 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
 
 
 def _check_args(preset: str, img_size: int, sizes: Sizes, seed: int) -> Preset:
+    """The preset, once every argument is valid; a :class:`UserError` naming the bad one."""
     spec = get_preset(preset)
     if not isinstance(img_size, int | np.integer) or img_size < 16:
         raise UserError(f"img_size must be an integer >= 16, got {img_size!r}")
@@ -610,6 +617,7 @@ def _check_args(preset: str, img_size: int, sizes: Sizes, seed: int) -> Preset:
 def _labeled_split(
     spec: Preset, split: str, n: int, img_size: int, seed: int, difficulty: Difficulty
 ) -> Split:
+    """``n`` labeled images of ``spec`` for one split, from that split's own random stream."""
     code = list(PRESETS).index(spec.name)
     rng = _rng(seed, code, SPLITS.index(split))
     labels = sample_labels(spec, n, rng, difficulty)
@@ -657,7 +665,7 @@ def generate(
     spec = _check_args(preset, img_size, sizes, seed)
     train, val, test = (
         _labeled_split(spec, split, n, img_size, seed, difficulty)
-        for split, n in zip(SPLITS, (sizes.n_train, sizes.n_val, sizes.n_test), strict=False)
+        for split, n in zip(SPLITS[:3], (sizes.n_train, sizes.n_val, sizes.n_test), strict=True)
     )
     n_pool = min(sizes.n_unlabeled, sizes.n_train)
     pool = _unlabeled_split(spec, n_pool, img_size, seed, difficulty) if n_pool else None
@@ -751,7 +759,9 @@ def load_synth(
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as npz:
-                return _from_arrays({k: npz[k] for k in npz.files})
+                data = _from_arrays({k: npz[k] for k in npz.files})
+            if data.name == preset:
+                return data
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
             pass  # corrupt or foreign file: regenerate below
     data = generate(preset, img_size, sizes, seed, difficulty=difficulty)
