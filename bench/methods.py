@@ -9,7 +9,7 @@ from bench.errors import UserError
 
 # Mixed pairs appended per batch. The paper does not say; the official code mixes 1 of 48.
 # Chosen on the validation split of synth-ava (README, "Choosing the number of mixed pairs").
-TFA_PAIRS_DEFAULT = 8
+TFA_PAIRS_DEFAULT = 4
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import timm
 import torch
 
 from baselines import create_model, model_config
-from bench.data.registry import load_dataset
+from bench.data.registry import data_identity, load_dataset
 from bench.data.types import IAADataset
 from bench.methods import MethodOptions
 from bench.metrics import evaluate
@@ -67,6 +67,7 @@ def stages_for(run: RunRequest) -> list[Stage]:
             "format": STAGE_FORMAT,
             "stage": "round1",
             "dataset": run.dataset,
+            "data": data_identity(run.dataset, profile, run.data_root),
             "data_root": None if run.dataset.startswith("synth-") else run.data_root,
             "model": run.model,
             "model_config": model_config(run.model, run.profile),

@@ -307,7 +307,8 @@ def render_markdown(view: TableView) -> str:
 
 
 def render_latex(view: TableView) -> str:
-    """The table as a booktabs ``table`` float (needs the booktabs and amssymb packages)."""
+    """The table as a booktabs ``table`` float, scaled to the text width (needs the booktabs,
+    amssymb and graphicx packages)."""
     descriptors = "".join("l" if i == 0 else "c" for i in range(len(view.header_columns)))
     column_spec = descriptors + "cc" * len(view.metrics)
     template = _environment(escape_latex, _latex_cell).get_template("table.tex.j2")
@@ -318,7 +319,7 @@ def render_latex_document(view: TableView) -> str:
     """`render_latex` wrapped in a minimal article that compiles on its own."""
     return (
         "\\documentclass{article}\n"
-        "\\usepackage{booktabs,amssymb}\n"
+        "\\usepackage{booktabs,amssymb,graphicx}\n"
         "\\begin{document}\n"
         f"{render_latex(view)}"
         "\\end{document}\n"

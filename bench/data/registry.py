@@ -35,6 +35,17 @@ def check_name(name: str) -> None:
         raise UserError(f"unknown dataset '{name}'; valid datasets: {', '.join(dataset_names())}")
 
 
+def data_identity(name: str, profile: Profile, data_root: str | None) -> str:
+    """What a run's data depends on, for its stage id: the embedded benchmark's generator
+    version, knobs, sizes and seed (its cache file name), or the real data root."""
+    check_name(name)
+    if name in synth.PRESETS:
+        return synth.cache_path(
+            name, profile.synth_img_size, profile.synth_sizes, DATA_SEED, Path(".")
+        ).name
+    return str(data_root)
+
+
 def _pool_from_others(name: str, data_root: Path, n_max: int, seed: int) -> Split | None:
     others = []
     for other in REAL:
