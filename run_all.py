@@ -65,8 +65,8 @@ def print_list() -> None:
     from tables.specs import TABLES
 
     print("models:")
-    for name, entry in list_models().items():
-        print(f"  {name:10s} {entry.description}")
+    for name, description in list_models().items():
+        print(f"  {name:10s} {description}")
     print("methods: tfa (feature|pixel), flsa, apds  (rows of the tables; options above)")
     print("datasets:", ", ".join(dataset_names()))
     print("tables:")
@@ -113,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_table(args: argparse.Namespace) -> int:
     from bench.data.registry import check_name, load_dataset, paper_dataset
     from bench.methods import MethodOptions
+    from bench.plan import Context, RunRequest, stages_for
     from bench.profiles import get_profile
     from bench.runner import execute, plan
-    from bench.stages import Context, RunRequest, stages_for
     from bench.store import Store, code_version
     from tables.paper import paper_value
     from tables.render import METRICS, build_view, render_latex, render_markdown

@@ -13,22 +13,7 @@ import timm
 import torch
 from torch import nn
 
-from baselines.registry import register_model
 from bench.data.types import NUM_BINS
-
-CONFIGS = {
-    "paper": dict(timm_name="swinv2_base_window8_256", img_size=256, timm_kwargs={}),
-    "cpu": dict(
-        timm_name="swinv2_tiny_window8_256",
-        img_size=48,
-        timm_kwargs=dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=6),
-    ),
-    "smoke": dict(
-        timm_name="swinv2_tiny_window8_256",
-        img_size=32,
-        timm_kwargs=dict(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=4),
-    ),
-}
 
 
 class SwinV2IAA(nn.Module):
@@ -60,6 +45,6 @@ class SwinV2IAA(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model("swinv2", "Swin Transformer V2 baseline ('Base.')", CONFIGS)
-def swinv2(weights: Path | None = None, **config) -> SwinV2IAA:
+def build(weights: Path | None = None, **config) -> SwinV2IAA:
+    """The registry's entry point (configs in models.toml)."""
     return SwinV2IAA(weights=weights, **config)

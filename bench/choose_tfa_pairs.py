@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.methods import MethodOptions
+from bench.plan import Context, RunRequest, stages_for
 from bench.runner import execute, plan
-from bench.stages import Context, RunRequest, stages_for
 from bench.store import Store
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
-from bench.stages import Context, Stage, failed_upstream, run_stage
-from bench.store import Store
+from bench.plan import Context, Stage
+from bench.store import Store, write_json
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,14 @@ def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, 
     """Run every stage of the plan that is not cached; return each computed stage's status."""
     store = Store(ctx.results)
     store.clean_temporaries()
-    _register_backend(backend)
     todo = [s for s in the_plan.stages if s.id not in the_plan.cached]
+    if not todo:
+        return {}
+    from bench.stages import run_stage  # torch is loaded only when something must run
+
+    _register_backend(backend)
     outcomes: dict[str, dict] = {}
-    bar = tqdm(total=len(todo), desc="stages", unit="stage", disable=not todo)
+    bar = tqdm(total=len(todo), desc="stages", unit="stage")
     for depth in sorted({_depth(s) for s in todo}):
         wave = [s for s in todo if _depth(s) == depth]
         runnable = []
@@ -73,3 +77,14 @@ def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, 
                 bar.update()
     bar.close()
     return outcomes
+
+
+def failed_upstream(stage: Stage, store: Store) -> dict:
+    """Record a stage that cannot run because its parent failed."""
+    parent = store.status(stage.parent.id) or {}
+    out = store.begin(stage.id)
+    write_json(out / "config.json", stage.config)
+    status = {"status": "failed", "reason": f"round 1 failed ({parent.get('reason', 'unknown')})"}
+    write_json(out / "status.json", status)
+    store.commit(out, stage.id)
+    return {"id": stage.id, **status}

@@ -1,22 +1,17 @@
-"""The stages a run is made of, and what each one computes and stores.
+"""What each stage computes and stores (the stages and their ids: bench/plan.py).
 
-    round1     train the model (with TFA / FLSA if asked); evaluate the best-on-validation
-               checkpoint on the test set
-    selftrain  APDS: grid search (beta, t) on a labelled subset of the validation split (eq. 9),
-               pseudo-label the unlabeled pool with them (eq. 8), one self-training round from
-               the round-1 weights (eq. 10), evaluate on the test set
-
-A stage's id is the hash of its canonical config, which includes its parent's config, so runs
-that share a prefix (Table 4's rows with and without APDS) share the stored round 1.
+round1     train the model (with TFA / FLSA if asked); evaluate the best-on-validation
+           checkpoint on the test set
+selftrain  APDS: grid search (beta, t) on a labelled subset of the validation split (eq. 9),
+           pseudo-label the unlabeled pool with them (eq. 8), one self-training round from
+           the round-1 weights (eq. 10), evaluate on the test set
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,82 +19,16 @@ import pandas as pd
 import timm
 import torch
 
-from baselines import create_model, model_config
-from bench.data.registry import data_identity, load_dataset
+from baselines import create_model
+from bench.data.registry import load_dataset
 from bench.data.types import IAADataset
 from bench.methods import MethodOptions
 from bench.metrics import evaluate
+from bench.plan import Context, Stage
 from bench.profiles import Profile, get_profile
 from bench.store import Store, code_version, write_json
 from bench.train import TrainSettings, predict_logits, predicted_scores, train_round
 from elta import apds
-
-STAGE_FORMAT = 1  # bump when what a stage computes changes, so old results are not reused
-
-
-class Stage:
-    def __init__(self, kind: str, config: dict, parent: Stage | None = None):
-        self.kind, self.config, self.parent = kind, config, parent
-        canonical = json.dumps(config, sort_keys=True, default=str)
-        self.id = hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-    def __repr__(self) -> str:
-        return f"Stage({self.kind}, {self.id})"
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    dataset: str
-    model: str
-    profile: str
-    seed: int
-    options: MethodOptions
-    data_root: str | None = None
-    weights: str | None = None
-
-
-def stages_for(run: RunRequest) -> list[Stage]:
-    """The chain of stages of one run, the last one holding its final metrics."""
-    profile = get_profile(run.profile)
-    round1 = Stage(
-        "round1",
-        {
-            "format": STAGE_FORMAT,
-            "stage": "round1",
-            "dataset": run.dataset,
-            "data": data_identity(run.dataset, profile, run.data_root),
-            "data_root": None if run.dataset.startswith("synth-") else run.data_root,
-            "model": run.model,
-            "model_config": model_config(run.model, run.profile),
-            "weights": run.weights,
-            "profile": asdict(profile),
-            "seed": run.seed,
-            "method": run.options.round1_dict(),
-        },
-    )
-    if not run.options.apds:
-        return [round1]
-    apds_config = {key: value for key, value in asdict(profile).items() if key.startswith("apds_")}
-    selftrain = Stage(
-        "selftrain",
-        {"stage": "selftrain", "parent": round1.config, "apds": apds_config},
-        parent=round1,
-    )
-    return [round1, selftrain]
-
-
-@dataclass(frozen=True)
-class Context:
-    """How to execute (never part of a stage's identity)."""
-
-    results: Path
-    device: str
-    threads: int
-    progress: bool
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.results / "cache"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -278,17 +207,6 @@ def run_stage(stage: Stage, ctx: Context) -> dict:
             status = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
             log(f"FAILED {status['reason']}")
     status["seconds"] = round(time.time() - start, 2)
-    write_json(out / "status.json", status)
-    store.commit(out, stage.id)
-    return {"id": stage.id, **status}
-
-
-def failed_upstream(stage: Stage, store: Store) -> dict:
-    """Record a stage that cannot run because its parent failed."""
-    parent = store.status(stage.parent.id) or {}
-    out = store.begin(stage.id)
-    write_json(out / "config.json", stage.config)
-    status = {"status": "failed", "reason": f"round 1 failed ({parent.get('reason', 'unknown')})"}
     write_json(out / "status.json", status)
     store.commit(out, stage.id)
     return {"id": stage.id, **status}

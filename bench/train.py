@@ -76,12 +76,15 @@ def training_loss(
         z, targets = tfa.mix(z, targets, scores, **mix)
     logits = model.forward_head(z)
 
-    # Mixed rows are appended after the batch: labelled rows, pseudo rows, mixed rows.
-    is_pseudo = torch.zeros(len(z), dtype=torch.bool, device=z.device)
-    is_pseudo[n_labeled : n_labeled + n_pseudo] = True
-    loss = batch_loss(logits[~is_pseudo], targets[~is_pseudo], opts.emd_form)  # L_s
+    # Rows: labelled [0, n_labeled), pseudo-labelled [n_labeled, n_batch), mixed after them.
+    # Slices, not boolean masks: no host sync.
+    n_batch = n_labeled + n_pseudo
+    labeled = torch.cat([logits[:n_labeled], logits[n_batch:]])
+    labeled_targets = torch.cat([targets[:n_labeled], targets[n_batch:]])
+    loss = batch_loss(labeled, labeled_targets, opts.emd_form)  # L_s
     if n_pseudo:
-        loss = loss + batch_loss(logits[is_pseudo], targets[is_pseudo], opts.emd_form)  # L_u
+        pseudo = slice(n_labeled, n_batch)
+        loss = loss + batch_loss(logits[pseudo], targets[pseudo], opts.emd_form)  # L_u
     if opts.flsa_weight > 0:
         loss = loss + opts.flsa_weight * flsa.alignment_loss(z, label_scores(targets))
     return loss
@@ -137,7 +140,8 @@ def train_round(
 ) -> RoundResult:
     """Train for `settings.epochs` epochs with Adam; keep the best epoch by validation SRCC."""
     model.to(settings.device)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # batch order and flips, on the host
+    step_generator = torch.Generator(device=settings.device).manual_seed(seed)  # TFA sampling
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     pseudo_batches: Iterator | None = None
     n_pseudo = 0
@@ -165,9 +169,8 @@ def train_round(
                 x_u, t_u, _ = next(pseudo_batches)
                 x, targets = torch.cat([x, x_u]), torch.cat([targets, t_u])
             with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
-                loss = training_loss(
-                    model, x, targets, len(x_u) if n_pseudo else 0, opts, generator
-                )
+                n_u = len(x_u) if pseudo_batches is not None else 0
+                loss = training_loss(model, x, targets, n_u, opts, step_generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -30,7 +30,7 @@ def _cli(*args: str, results: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def smoke_results(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     results = tmp_path_factory.mktemp("smoke")
-    return results, _cli(*SMOKE, results=results)
+    return results, _cli(*SMOKE, "--jobs", "2", results=results)  # fanned out by joblib
 
 
 def test_smoke_table4_prints_and_writes_all_eight_rows(smoke_results):
@@ -61,6 +61,13 @@ def test_rerun_reuses_every_stage(smoke_results):
     assert again.returncode == 0
     after = {d.name: (d / "status.json").stat().st_mtime for d in _stage_dirs(results)}
     assert before == after
+
+
+def test_seeds_multiply_the_runs_but_not_the_sharing(tmp_path):
+    dry = _cli(*SMOKE, "--seeds", "3", "--dry-run", results=tmp_path)
+    assert dry.returncode == 0
+    assert "24 stages: 0 cached, 24 to run" in dry.stdout
+    assert "synth-ava/tfa+flsa/seed2, synth-ava/tfa+flsa+apds/seed2" in dry.stdout
 
 
 def test_each_stage_stores_its_record(smoke_results):
@@ -180,3 +187,14 @@ def test_list_names_everything(capsys):
     out = capsys.readouterr().out
     for name in ("swinv2", "synth-ava", "tad66k", "smoke", "paper", "Table 4"):
         assert name in out
+
+
+def test_planning_and_rendering_never_load_torch(smoke_results):
+    results, _ = smoke_results
+    code = (
+        "import sys, run_all\n"
+        f"assert run_all.main({SMOKE + ['--results', str(results)]!r}) == 0\n"
+        "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

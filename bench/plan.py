@@ -1,0 +1,88 @@
+"""Planning: the stages a run is made of and their identities. Pure Python (no torch), so
+that listing, dry runs and re-rendering cached tables start in an instant.
+
+A stage's id is the hash of its canonical config, which includes its parent's config, so runs
+that share a prefix (Table 4's rows with and without APDS) share the stored round 1:
+
+    round1     train (with TFA / FLSA if asked), evaluate the best-on-validation checkpoint
+    selftrain  APDS search on validation, pseudo-labels for the pool, one self-training round
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from baselines import model_config
+from bench.data.registry import data_identity
+from bench.methods import MethodOptions
+from bench.profiles import get_profile
+
+STAGE_FORMAT = 1  # bump when what a stage computes changes, so old results are not reused
+
+
+class Stage:
+    def __init__(self, kind: str, config: dict, parent: Stage | None = None):
+        self.kind, self.config, self.parent = kind, config, parent
+        canonical = json.dumps(config, sort_keys=True, default=str)
+        self.id = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"Stage({self.kind}, {self.id})"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    dataset: str
+    model: str
+    profile: str
+    seed: int
+    options: MethodOptions
+    data_root: str | None = None
+    weights: str | None = None
+
+
+def stages_for(run: RunRequest) -> list[Stage]:
+    """The chain of stages of one run, the last one holding its final metrics."""
+    profile = get_profile(run.profile)
+    round1 = Stage(
+        "round1",
+        {
+            "format": STAGE_FORMAT,
+            "stage": "round1",
+            "dataset": run.dataset,
+            "data": data_identity(run.dataset, profile, run.data_root),
+            "data_root": None if run.dataset.startswith("synth-") else run.data_root,
+            "model": run.model,
+            "model_config": model_config(run.model, run.profile),
+            "weights": run.weights,
+            "profile": asdict(profile),
+            "seed": run.seed,
+            "method": run.options.round1_dict(),
+        },
+    )
+    if not run.options.apds:
+        return [round1]
+    apds_config = {key: value for key, value in asdict(profile).items() if key.startswith("apds_")}
+    selftrain = Stage(
+        "selftrain",
+        {"stage": "selftrain", "parent": round1.config, "apds": apds_config},
+        parent=round1,
+    )
+    return [round1, selftrain]
+
+
+@dataclass(frozen=True)
+class Context:
+    """How to execute (never part of a stage's identity)."""
+
+    results: Path
+    device: str
+    threads: int
+    progress: bool
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.results / "cache"
