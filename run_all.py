@@ -8,7 +8,6 @@ Every stage is cached under results/runs/; a rerun reuses them, --force recomput
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -29,7 +28,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dataset", help="run on this dataset instead of the table's default")
     p.add_argument("--profile", default="cpu", help="smoke | cpu (default) | paper")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1; cells show mean ± std")
-    p.add_argument("--jobs", type=int, default=1, help="stages run in parallel")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        help="stages run in parallel (default: one per CPU core, one thread each; 1 on a GPU)",
+    )
     p.add_argument("--backend", default="loky", help="joblib backend: loky (default) or ray")
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, ...")
     p.add_argument("--data-root", type=Path, help="folder holding AVA/, AADB/, TAD66K/, PARA/")
@@ -115,18 +118,24 @@ def run_table(args: argparse.Namespace) -> int:
     from bench.methods import MethodOptions
     from bench.plan import Context, RunRequest, stages_for
     from bench.profiles import get_profile
-    from bench.runner import execute, plan
+    from bench.runner import default_jobs, execute, plan
     from bench.store import Store, code_version
     from tables.paper import paper_value
     from tables.render import METRICS, build_view, render_latex, render_markdown
     from tables.specs import FLSA_WEIGHT_DEFAULT, get_table
 
     for name in ("seeds", "jobs"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name} must be >= 1 (got {getattr(args, name)})")
     spec = get_table(args.table)
     profile = get_profile(args.profile)
     weights = _weights(args.weights)
+    if profile.name == "paper" and spec.model not in weights:
+        print(
+            f"warning: profile paper without --weights {spec.model}=FILE trains the backbone "
+            "from random initialisation (the paper starts from ImageNet weights)",
+            file=sys.stderr,
+        )
     if args.data_root is not None and not args.data_root.is_dir():
         raise UserError(f"{args.data_root}: data root not found")
     datasets = (
@@ -174,17 +183,17 @@ def run_table(args: argparse.Namespace) -> int:
         print_plan(the_plan, runs)
         return 0
 
-    ctx = Context(
-        results=args.results,
-        device=args.device,
-        threads=max(1, (os.cpu_count() or 1) // args.jobs),
-        progress=args.jobs == 1,
-    )
     if len(the_plan.cached) < len(the_plan.stages):
+        jobs = args.jobs or default_jobs(args.device)
+        ctx = Context(
+            results=args.results,
+            device=args.device,
+            progress=jobs == 1,
+        )
         for dataset in datasets:  # fail early on bad data; generates the embedded benchmark
             root = args.data_root.resolve() if args.data_root else None
             load_dataset(dataset, profile, root, ctx.cache_dir)
-    execute(the_plan, ctx, args.jobs, args.backend)
+        execute(the_plan, ctx, jobs, args.backend)
 
     version = code_version()
     any_failed = False

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", default="cpu")
     p.add_argument("--candidates", type=int, nargs="+", default=[1, 4, 8, 16])
     p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--results", type=Path, default=Path("results"))
     args = p.parse_args(argv)
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         for seed in range(args.seeds)
     }
     store = Store(args.results)
-    ctx = Context(args.results, "auto", max(1, (os.cpu_count() or 1) // args.jobs), args.jobs == 1)
+    ctx = Context(args.results, "auto", progress=args.jobs == 1)
     execute(plan(list(chains.values()), store, force=False), ctx, args.jobs, "loky")
     rows = []
     for (n, seed), chain in chains.items():

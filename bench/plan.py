@@ -80,7 +80,6 @@ class Context:
 
     results: Path
     device: str
-    threads: int
     progress: bool
 
     @property

@@ -9,6 +9,7 @@ the next invocation; its children are recorded as failed without running.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from joblib import Parallel, delayed, parallel_config
@@ -37,6 +38,16 @@ def plan(final_stages: list[list[Stage]], store: Store, force: bool) -> Plan:
 
 def _depth(stage: Stage) -> int:
     return 0 if stage.parent is None else 1 + _depth(stage.parent)
+
+
+def default_jobs(device: str) -> int:
+    """One stage per CPU core (each stage uses one thread); one at a time on an accelerator."""
+    if device != "cpu":
+        import torch
+
+        if device != "auto" or torch.cuda.is_available() or torch.backends.mps.is_available():
+            return 1
+    return os.cpu_count() or 1
 
 
 def _register_backend(backend: str) -> None:

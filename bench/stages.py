@@ -30,6 +30,10 @@ from bench.store import Store, code_version, write_json
 from bench.train import TrainSettings, predict_logits, predicted_scores, train_round
 from elta import apds
 
+# One CPU thread per stage: CPU results then do not depend on how many stages run at once
+# (floating-point sums are ordered by the thread count); parallelism comes from --jobs.
+STAGE_THREADS = 1
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -174,7 +178,7 @@ def _selftrain(stage: Stage, store: Store, out: Path, ctx: Context, log) -> None
 def run_stage(stage: Stage, ctx: Context) -> dict:
     """Compute one stage in this process and store it atomically, as ok or failed.
     A failure (NaN loss, an exception) is recorded with its reason, never raised."""
-    torch.set_num_threads(ctx.threads)
+    torch.set_num_threads(STAGE_THREADS)
     store = Store(ctx.results)
     out = store.begin(stage.id)
     write_json(out / "config.json", stage.config)
