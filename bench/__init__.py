@@ -1,0 +1,1 @@
+"""The benchmark: data, metrics, losses, training, planning, the runner and the results store."""

@@ -68,7 +68,7 @@ def _model(config: dict):
     return create_model(config["model"], config["profile"]["name"], weights)
 
 
-def _evaluate_and_store(model, dataset: IAADataset, settings, out: Path, val_metrics: dict):
+def _evaluate_and_store(model, dataset: IAADataset, settings, out: Path, metrics: dict):
     logits = predict_logits(model, dataset.test, settings)
     pred = predicted_scores(logits)
     test_metrics = evaluate(pred, dataset.test.scores)
@@ -76,11 +76,15 @@ def _evaluate_and_store(model, dataset: IAADataset, settings, out: Path, val_met
     for k in range(logits.shape[1]):
         table[f"logit{k + 1}"] = logits[:, k]
     table.to_csv(out / "predictions.csv", index=False)
-    write_json(out / "metrics.json", {"test": test_metrics, "val": val_metrics})
+    write_json(out / "metrics.json", {"test": test_metrics, **metrics})
     return test_metrics
 
 
-def _train_and_store(model, dataset, opts, settings, seed, out, log, ctx, pseudo=None) -> dict:
+def _train_and_store(
+    model, dataset, opts, settings, seed, out, log, ctx, pseudo=None, extra=None
+) -> dict:
+    """Train a round, keep the best-on-validation weights, store them and their test results
+    (with `extra` entries added to metrics.json)."""
     result = train_round(
         model, dataset.train, dataset.val, opts, settings, seed, log, pseudo, ctx.progress
     )
@@ -88,7 +92,7 @@ def _train_and_store(model, dataset, opts, settings, seed, out, log, ctx, pseudo
     model.load_state_dict(result.state)
     torch.save(result.state, out / "model.pt")
     val = result.curve.loc[result.curve.epoch == result.best_epoch].iloc[0].to_dict()
-    test = _evaluate_and_store(model, dataset, settings, out, val)
+    test = _evaluate_and_store(model, dataset, settings, out, {"val": val, **(extra or {})})
     log(f"best epoch {result.best_epoch}: test {json.dumps(test)}")
     return test
 
@@ -170,9 +174,9 @@ def _selftrain(stage: Stage, store: Store, out: Path, ctx: Context, log) -> None
     model.to(device)
     pseudo, summary = _pseudo_label(model, dataset, settings, profile, config["seed"], out, log)
     opts = MethodOptions(**config["method"])
-    _train_and_store(model, dataset, opts, settings, config["seed"] + 1, out, log, ctx, pseudo)
-    metrics = json.loads((out / "metrics.json").read_text())
-    write_json(out / "metrics.json", {**metrics, "apds": summary})
+    _train_and_store(
+        model, dataset, opts, settings, config["seed"] + 1, out, log, ctx, pseudo, {"apds": summary}
+    )
 
 
 def run_stage(stage: Stage, ctx: Context) -> dict:

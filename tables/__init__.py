@@ -1,0 +1,1 @@
+"""Tables: specs (which runs), the paper's numbers, and the Markdown/LaTeX renderer."""

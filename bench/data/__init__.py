@@ -1,0 +1,1 @@
+"""Datasets: the embedded long-tailed benchmark and loaders for the real datasets."""
