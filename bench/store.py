@@ -84,7 +84,12 @@ class Store:
         if final.exists():
             old = final.with_name(f".old-{stage_id}-{uuid.uuid4().hex[:8]}")
             os.replace(final, old)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process stored the same stage
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return final

@@ -119,7 +119,7 @@ def test_nan_run_is_recorded_as_failed_and_the_others_finish(
 
 def test_kill_mid_grid_loses_no_completed_stage(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "run_all.py", *SMOKE, "--results", str(tmp_path)],
+        [sys.executable, "run_all.py", *SMOKE, "--jobs", "1", "--results", str(tmp_path)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
