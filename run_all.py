@@ -11,8 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from bench.errors import UserError
 
 
@@ -119,9 +117,8 @@ def run_table(args: argparse.Namespace) -> int:
     from bench.plan import Context, RunRequest, stages_for
     from bench.profiles import get_profile
     from bench.runner import default_jobs, execute, plan
-    from bench.store import Store, code_version
-    from tables.paper import paper_value
-    from tables.render import METRICS, build_view, render_latex, render_markdown
+    from bench.store import Store
+    from tables.make import caption, collect, write_table
     from tables.specs import FLSA_WEIGHT_DEFAULT, get_table
 
     for name in ("seeds", "jobs"):
@@ -195,53 +192,18 @@ def run_table(args: argparse.Namespace) -> int:
             load_dataset(dataset, profile, root, ctx.cache_dir)
         execute(the_plan, ctx, jobs, args.backend)
 
-    version = code_version()
     any_failed = False
     for dataset in datasets:
-        records = []
-        for d, row_key, seed, chain in runs:
-            if d != dataset:
-                continue
-            final = chain[-1]
-            status = store.status(final.id) or {"status": "failed", "reason": "not run"}
-            record = {"row": row_key, "seed": seed, "status": status["status"]}
-            record["reason"] = status.get("reason", "")
-            if status["status"] == "ok":
-                record.update(store.metrics(final.id)["test"])
-            else:
-                any_failed = True
-            records.append(record)
-        results = pd.DataFrame(records)
+        cells = [(row, seed, chain[-1]) for d, row, seed, chain in runs if d == dataset]
+        results = collect(cells, store)
+        any_failed |= bool((results["status"] != "ok").any())
         paper_name = paper_dataset(dataset)
-        synthetic = dataset.startswith("synth-")
-        caption = (
-            f"{spec.caption} on {dataset}"
-            f"{' (embedded benchmark standing in for ' + paper_name + ')' if synthetic else ''}"
-            f"; profile {profile.name}, {args.seeds} seed{'s' if args.seeds > 1 else ''}"
-            f" ({'mean ± std' if args.seeds > 1 else 'seed 0'}), code {version}."
-            f" Ours beside the paper's numbers on {paper_name}; best per column in bold."
-        )
-        paper = {
-            (row.key, m.key): paper_value(spec.key, paper_name, row.key, m.key)
-            for row in spec.rows
-            for m in METRICS
-        }
-        view = build_view(
-            spec.title,
-            caption,
-            [(row.key, row.descriptors) for row in spec.rows],
-            spec.header_columns,
-            results,
-            paper,
-        )
-        out_dir = args.results / "tables"
-        out_dir.mkdir(parents=True, exist_ok=True)
+        codes = sorted(results["code"].dropna().unique())
+        text = caption(spec, dataset, paper_name, profile.name, args.seeds, codes)
         stem = f"table{spec.key}" if len(datasets) == 1 else f"table{spec.key}-{dataset}"
-        markdown = render_markdown(view)
-        (out_dir / f"{stem}.md").write_text(markdown)
-        (out_dir / f"{stem}.tex").write_text(render_latex(view))
-        print(markdown)
-        print(f"written: {out_dir / stem}.md, {out_dir / stem}.tex")
+        out = args.results / "tables" / stem
+        print(write_table(spec, results, paper_name, text, out))
+        print(f"written: {out}.md, {out}.tex")
     return 1 if any_failed else 0
 
 

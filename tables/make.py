@@ -1,0 +1,65 @@
+"""From stored results to a rendered table: collect each row's runs, caption, render, write.
+A pure function of the results store and the paper's numbers: it never trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.plan import Stage
+from bench.store import Store, read_json
+from tables.paper import paper_value
+from tables.render import METRICS, build_view, render_latex, render_markdown
+from tables.specs import TableSpec
+
+
+def collect(cells: list[tuple[str, int, Stage]], store: Store) -> pd.DataFrame:
+    """One record per (row key, seed, final stage): status, reason, the code version that
+    computed it and the test metrics."""
+    records = []
+    for row_key, seed, final in cells:
+        status = store.status(final.id) or {"status": "failed", "reason": "not run"}
+        record = {"row": row_key, "seed": seed, "status": status["status"]}
+        record["reason"] = status.get("reason", "")
+        versions = store.path(final.id) / "versions.json"
+        record["code"] = read_json(versions)["code"] if versions.exists() else None
+        if status["status"] == "ok":
+            record.update(store.metrics(final.id)["test"])
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def caption(
+    spec: TableSpec, dataset: str, paper_name: str, profile: str, seeds: int, codes: list[str]
+) -> str:
+    """Where the cells came from: dataset, profile, seeds and the code versions that ran."""
+    stand_in = (
+        f" (embedded benchmark standing in for {paper_name})"
+        if dataset.startswith("synth-")
+        else ""
+    )
+    spread = "mean ± std" if seeds > 1 else "seed 0"
+    return (
+        f"{spec.caption} on {dataset}{stand_in}; profile {profile}, {seeds} "
+        f"seed{'s' if seeds > 1 else ''} ({spread}), code {', '.join(codes) or 'unknown'}. "
+        f"Ours beside the paper's numbers on {paper_name}; best per column in bold."
+    )
+
+
+def write_table(
+    spec: TableSpec, results: pd.DataFrame, paper_name: str, text: str, out: Path
+) -> str:
+    """Render Markdown and LaTeX to `out`.md and `out`.tex; return the Markdown."""
+    paper = {
+        (row.key, m.key): paper_value(spec.key, paper_name, row.key, m.key)
+        for row in spec.rows
+        for m in METRICS
+    }
+    rows = [(row.key, row.descriptors) for row in spec.rows]
+    view = build_view(spec.title, text, rows, spec.header_columns, results, paper)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(view)
+    out.with_suffix(".md").write_text(markdown)
+    out.with_suffix(".tex").write_text(render_latex(view))
+    return markdown
