@@ -116,7 +116,7 @@ def run_table(args: argparse.Namespace) -> int:
     from bench.methods import MethodOptions
     from bench.plan import Context, RunRequest, stages_for
     from bench.profiles import get_profile
-    from bench.runner import default_jobs, execute, plan
+    from bench.runner import check_settings, default_jobs, execute, plan
     from bench.store import Store
     from tables.make import caption, collect, write_table
     from tables.specs import FLSA_WEIGHT_DEFAULT, get_table
@@ -181,6 +181,7 @@ def run_table(args: argparse.Namespace) -> int:
         return 0
 
     if len(the_plan.cached) < len(the_plan.stages):
+        check_settings(args.device, args.backend)
         jobs = args.jobs or default_jobs(args.device)
         ctx = Context(
             results=args.results,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
+from bench.errors import UserError
 from bench.plan import Context, Stage
 from bench.store import Store, write_json
 
@@ -40,6 +41,26 @@ def _depth(stage: Stage) -> int:
     return 0 if stage.parent is None else 1 + _depth(stage.parent)
 
 
+def check_settings(device: str, backend: str) -> None:
+    """UserError for a device this machine lacks or a joblib backend that does not exist."""
+    import torch
+    from joblib.parallel import BACKENDS
+
+    backends = sorted({*BACKENDS, "ray"})
+    if backend not in backends:
+        raise UserError(f"unknown --backend '{backend}'; valid: {', '.join(backends)}")
+    if device == "auto":
+        return
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as err:
+        raise UserError(f"--device {device}: not a device ({err})") from err
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA device here (use --device auto or cpu)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {device}: no MPS device here (use --device auto or cpu)")
+
+
 def default_jobs(device: str) -> int:
     """One stage per CPU core (each stage uses one thread); one at a time on an accelerator."""
     if device != "cpu":
@@ -52,8 +73,10 @@ def default_jobs(device: str) -> int:
 
 def _register_backend(backend: str) -> None:
     if backend == "ray":
-        from ray.util.joblib import register_ray  # optional dependency, cluster use only
-
+        try:
+            from ray.util.joblib import register_ray  # optional dependency, cluster use only
+        except ImportError as err:
+            raise UserError("--backend ray needs Ray: pip install 'ray[default]'") from err
         register_ray()
 
 

@@ -1,5 +1,6 @@
 """The command line end to end on the smoke profile: Table 4, caching, failures, bad input."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -160,6 +161,8 @@ def test_kill_mid_grid_loses_no_completed_stage(tmp_path):
         (["--table", "4", "--dataset", "ava"], "needs --data-root"),
         (["--table", "4", "--weights", "swinv2=/no/such.pth"], "/no/such.pth"),
         (["--table", "4", "--weights", "vgg=/x.pth"], "unknown model 'vgg'"),
+        (["--table", "4", "--profile", "smoke", "--device", "gpu0"], "--device gpu0: not a device"),
+        (["--table", "4", "--profile", "smoke", "--backend", "dask2"], "unknown --backend 'dask2'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path, capsys):
@@ -167,6 +170,13 @@ def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path, capsys):
     err = capsys.readouterr().err
     assert needle in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed")
+def test_ray_backend_without_ray_is_a_user_error(tmp_path, capsys):
+    assert run_all.main([*SMOKE, "--backend", "ray", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'ray[default]'" in err and len(err.strip().splitlines()) == 1
 
 
 def test_malformed_option_is_one_line_and_exit_code_2(capsys):
