@@ -183,11 +183,7 @@ def run_table(args: argparse.Namespace) -> int:
     if len(the_plan.cached) < len(the_plan.stages):
         check_settings(args.device, args.backend)
         jobs = args.jobs or default_jobs(args.device)
-        ctx = Context(
-            results=args.results,
-            device=args.device,
-            progress=jobs == 1,
-        )
+        ctx = Context(results=args.results, device=args.device)
         for dataset in datasets:  # fail early on bad data; generates the embedded benchmark
             root = args.data_root.resolve() if args.data_root else None
             load_dataset(dataset, profile, root, ctx.cache_dir)

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         for seed in range(args.seeds)
     }
     store = Store(args.results)
-    ctx = Context(args.results, "auto", progress=args.jobs == 1)
+    ctx = Context(args.results, "auto")
     execute(plan(list(chains.values()), store, force=False), ctx, args.jobs, "loky")
     rows = []
     for (n, seed), chain in chains.items():

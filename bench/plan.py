@@ -80,7 +80,6 @@ class Context:
 
     results: Path
     device: str
-    progress: bool
 
     @property
     def cache_dir(self) -> Path:

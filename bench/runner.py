@@ -10,7 +10,9 @@ the next invocation; its children are recorded as failed without running.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
+from multiprocessing import Manager
 
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
@@ -92,25 +94,63 @@ def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, 
     _register_backend(backend)
     outcomes: dict[str, dict] = {}
     bar = tqdm(total=len(todo), desc="stages", unit="stage")
-    for depth in sorted({_depth(s) for s in todo}):
-        wave = [s for s in todo if _depth(s) == depth]
-        runnable = []
-        for stage in wave:
-            if stage.parent is not None and not store.is_ok(stage.parent.id):
-                outcomes[stage.id] = failed_upstream(stage, store)
-                bar.update()
-            else:
-                runnable.append(stage)
-        with parallel_config(backend=backend, n_jobs=jobs):
-            results = Parallel(return_as="generator_unordered")(
-                delayed(run_stage)(stage, ctx) for stage in runnable
-            )
-            for outcome in results:
-                outcomes[outcome["id"]] = outcome
-                bar.set_postfix_str(f"last: {outcome['status']}")
-                bar.update()
-    bar.close()
+    # Epoch bars need a queue the workers can reach; a cluster's workers (Ray) cannot.
+    epoch_bars = _EpochBars() if backend != "ray" else None
+    progress = epoch_bars.queue if epoch_bars is not None else None
+    try:
+        for depth in sorted({_depth(s) for s in todo}):
+            wave = [s for s in todo if _depth(s) == depth]
+            runnable = []
+            for stage in wave:
+                if stage.parent is not None and not store.is_ok(stage.parent.id):
+                    outcomes[stage.id] = failed_upstream(stage, store)
+                    bar.update()
+                else:
+                    runnable.append(stage)
+            with parallel_config(backend=backend, n_jobs=jobs):
+                results = Parallel(return_as="generator_unordered")(
+                    delayed(run_stage)(stage, ctx, progress) for stage in runnable
+                )
+                for outcome in results:
+                    outcomes[outcome["id"]] = outcome
+                    bar.set_postfix_str(f"last: {outcome['status']}")
+                    bar.update()
+    finally:
+        bar.close()
+        if epoch_bars is not None:
+            epoch_bars.close()
     return outcomes
+
+
+class _EpochBars:
+    """One tqdm bar per running stage, drawn here from the epochs the workers report."""
+
+    def __init__(self):
+        self._manager = Manager()
+        self.queue = self._manager.Queue()
+        self._thread = threading.Thread(target=self._draw, daemon=True)
+        self._thread.start()
+
+    def _draw(self) -> None:
+        bars: dict[str, tqdm] = {}
+        while (message := self.queue.get()) is not None:
+            stage_id, kind, epoch, epochs, loss, srcc = message
+            if stage_id not in bars:
+                bars[stage_id] = tqdm(
+                    total=epochs, desc=f"{kind} {stage_id[:8]}", unit="epoch", leave=False
+                )
+            if epoch > 0:
+                bars[stage_id].update(epoch - bars[stage_id].n)
+                bars[stage_id].set_postfix(loss=f"{loss:.4f}", val_srcc=f"{srcc:.3f}")
+            if epoch == epochs:
+                bars.pop(stage_id).close()
+        for open_bar in bars.values():
+            open_bar.close()
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self._thread.join()
+        self._manager.shutdown()
 
 
 def failed_upstream(stage: Stage, store: Store) -> dict:

@@ -13,6 +13,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from queue import Queue
 
 import numpy as np
 import pandas as pd
@@ -81,12 +82,12 @@ def _evaluate_and_store(model, dataset: IAADataset, settings, out: Path, metrics
 
 
 def _train_and_store(
-    model, dataset, opts, settings, seed, out, log, ctx, pseudo=None, extra=None
+    model, dataset, opts, settings, seed, out, log, on_epoch, pseudo=None, extra=None
 ) -> dict:
     """Train a round, keep the best-on-validation weights, store them and their test results
     (with `extra` entries added to metrics.json)."""
     result = train_round(
-        model, dataset.train, dataset.val, opts, settings, seed, log, pseudo, ctx.progress
+        model, dataset.train, dataset.val, opts, settings, seed, log, pseudo, on_epoch
     )
     result.curve.to_csv(out / "curve.csv", index=False)
     model.load_state_dict(result.state)
@@ -97,14 +98,14 @@ def _train_and_store(
     return test
 
 
-def _round1(stage: Stage, out: Path, ctx: Context, log) -> None:
+def _round1(stage: Stage, out: Path, ctx: Context, log, on_epoch) -> None:
     config = stage.config
     profile = get_profile(config["profile"]["name"])
     settings = _settings(config, profile, profile.epochs, resolve_device(ctx.device))
     opts = MethodOptions(**config["method"])
     model = _model(config)
     _train_and_store(
-        model, _load(config, profile, ctx), opts, settings, config["seed"], out, log, ctx
+        model, _load(config, profile, ctx), opts, settings, config["seed"], out, log, on_epoch
     )
 
 
@@ -163,7 +164,7 @@ def _pseudo_label(
     return labelled, summary
 
 
-def _selftrain(stage: Stage, store: Store, out: Path, ctx: Context, log) -> None:
+def _selftrain(stage: Stage, store: Store, out: Path, ctx: Context, log, on_epoch) -> None:
     config = stage.config["parent"]
     profile = get_profile(config["profile"]["name"])
     device = resolve_device(ctx.device)
@@ -175,13 +176,23 @@ def _selftrain(stage: Stage, store: Store, out: Path, ctx: Context, log) -> None
     pseudo, summary = _pseudo_label(model, dataset, settings, profile, config["seed"], out, log)
     opts = MethodOptions(**config["method"])
     _train_and_store(
-        model, dataset, opts, settings, config["seed"] + 1, out, log, ctx, pseudo, {"apds": summary}
+        model,
+        dataset,
+        opts,
+        settings,
+        config["seed"] + 1,
+        out,
+        log,
+        on_epoch,
+        pseudo,
+        {"apds": summary},
     )
 
 
-def run_stage(stage: Stage, ctx: Context) -> dict:
+def run_stage(stage: Stage, ctx: Context, progress: Queue | None = None) -> dict:
     """Compute one stage in this process and store it atomically, as ok or failed.
-    A failure (NaN loss, an exception) is recorded with its reason, never raised."""
+    A failure (NaN loss, an exception) is recorded with its reason, never raised.
+    Each finished epoch is reported on the `progress` queue, if given (the runner draws it)."""
     torch.set_num_threads(STAGE_THREADS)
     store = Store(ctx.results)
     out = store.begin(stage.id)
@@ -204,12 +215,16 @@ def run_stage(stage: Stage, ctx: Context) -> dict:
         def log(line: str) -> None:
             log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
+        def on_epoch(epoch: int, epochs: int, loss: float, srcc: float) -> None:
+            if progress is not None:
+                progress.put((stage.id, stage.kind, epoch, epochs, loss, srcc))
+
         log(f"{stage.kind} {stage.id}")
         try:
             if stage.kind == "round1":
-                _round1(stage, out, ctx, log)
+                _round1(stage, out, ctx, log, on_epoch)
             else:
-                _selftrain(stage, store, out, ctx, log)
+                _selftrain(stage, store, out, ctx, log, on_epoch)
             status = {"status": "ok", "reason": ""}
         except Exception as err:  # recorded, so that the other runs still finish
             status = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from bench.data.loading import batches
 from bench.data.types import Split
@@ -136,9 +135,10 @@ def train_round(
     seed: int,
     log: Callable[[str], None],
     pseudo: Split | None = None,
-    progress: bool = True,
+    on_epoch: Callable[[int, int, float, float], None] | None = None,
 ) -> RoundResult:
-    """Train for `settings.epochs` epochs with Adam; keep the best epoch by validation SRCC."""
+    """Train for `settings.epochs` epochs with Adam; keep the best epoch by validation SRCC.
+    `on_epoch(epoch, epochs, train_loss, val_srcc)` reports progress after each epoch."""
     model.to(settings.device)
     generator = torch.Generator().manual_seed(seed)  # batch order and flips, on the host
     step_generator = torch.Generator(device=settings.device).manual_seed(seed)  # TFA sampling
@@ -150,8 +150,9 @@ def train_round(
         pseudo_batches = _endless(pseudo, n_pseudo, settings, generator)
 
     best_srcc, best_state, best_epoch, rows = -np.inf, None, -1, []
-    epochs = tqdm(range(settings.epochs), desc="epochs", leave=False, disable=not progress)
-    for epoch in epochs:
+    if on_epoch is not None:
+        on_epoch(0, settings.epochs, float("nan"), float("nan"))  # started
+    for epoch in range(settings.epochs):
         model.train()
         total = torch.zeros((), device=settings.device)
         steps = 0
@@ -186,7 +187,8 @@ def train_round(
             f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} "
             f"val srcc {val_metrics['srcc']:.4f} plcc {val_metrics['plcc']:.4f}"
         )
-        epochs.set_postfix(loss=f"{train_loss:.4f}", val_srcc=f"{val_metrics['srcc']:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, settings.epochs, train_loss, val_metrics["srcc"])
         srcc = val_metrics["srcc"]
         if np.isfinite(srcc) and srcc > best_srcc:
             best_srcc, best_epoch = srcc, epoch + 1

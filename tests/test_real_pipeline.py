@@ -27,7 +27,7 @@ def test_tad66k_files_train_with_all_three_modules(tmp_path, monkeypatch):
 
     options = MethodOptions(tfa=True, flsa_weight=1.0, apds=True)
     request = RunRequest("tad66k", "swinv2", "smoke", 0, options, data_root=str(root))
-    ctx = Context(results=tmp_path / "results", device="cpu", progress=False)
+    ctx = Context(results=tmp_path / "results", device="cpu")
     store = Store(ctx.results)
     for stage in stages_for(request):
         outcome = run_stage(stage, ctx)
