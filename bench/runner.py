@@ -28,10 +28,10 @@ class Plan:
     cached: set[str]  # ids already stored as ok (reused unless forced)
 
 
-def plan(final_stages: list[list[Stage]], store: Store, force: bool) -> Plan:
+def plan(chains: list[list[Stage]], store: Store, force: bool) -> Plan:
     """Deduplicate the stage chains of many runs, parents first."""
     unique: dict[str, Stage] = {}
-    for chain in final_stages:
+    for chain in chains:
         for stage in chain:
             unique.setdefault(stage.id, stage)
     ordered = sorted(unique.values(), key=_depth)
