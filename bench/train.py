@@ -112,18 +112,25 @@ def predicted_scores(logits: np.ndarray) -> np.ndarray:
     return expected_score(torch.softmax(torch.from_numpy(logits), -1)).numpy()
 
 
+def _training_batches(
+    split: Split, batch_size: int, settings: TrainSettings, generator: torch.Generator
+):
+    """One shuffled, augmented epoch of a split."""
+    return batches(
+        split,
+        batch_size,
+        train=True,
+        img_size=settings.img_size,
+        device=settings.device,
+        generator=generator,
+        resize=settings.resize,
+        num_workers=settings.num_workers,
+    )
+
+
 def _endless(split: Split, batch_size: int, settings: TrainSettings, generator: torch.Generator):
     while True:
-        yield from batches(
-            split,
-            batch_size,
-            train=True,
-            img_size=settings.img_size,
-            device=settings.device,
-            generator=generator,
-            resize=settings.resize,
-            num_workers=settings.num_workers,
-        )
+        yield from _training_batches(split, batch_size, settings, generator)
 
 
 def train_round(
@@ -156,16 +163,7 @@ def train_round(
         model.train()
         total = torch.zeros((), device=settings.device)
         steps = 0
-        for x, targets, _ in batches(
-            train,
-            settings.batch_size,
-            train=True,
-            img_size=settings.img_size,
-            device=settings.device,
-            generator=generator,
-            resize=settings.resize,
-            num_workers=settings.num_workers,
-        ):
+        for x, targets, _ in _training_batches(train, settings.batch_size, settings, generator):
             if pseudo_batches is not None:
                 x_u, t_u, _ = next(pseudo_batches)
                 x, targets = torch.cat([x, x_u]), torch.cat([targets, t_u])
