@@ -53,7 +53,7 @@ def stages_for(run: RunRequest) -> list[Stage]:
             "format": STAGE_FORMAT,
             "stage": "round1",
             "dataset": run.dataset,
-            "data": data_identity(run.dataset, profile, run.data_root),
+            "data": data_identity(run.dataset, profile),
             "data_root": None if run.dataset.startswith("synth-") else run.data_root,
             "model": run.model,
             "model_config": model_config(run.model, run.profile),

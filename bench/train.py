@@ -151,10 +151,9 @@ def train_round(
     step_generator = torch.Generator(device=settings.device).manual_seed(seed)  # TFA sampling
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     pseudo_batches: Iterator | None = None
-    n_pseudo = 0
     if pseudo is not None and len(pseudo):
-        n_pseudo = max(1, round(settings.batch_size * len(pseudo) / len(train)))
-        pseudo_batches = _endless(pseudo, n_pseudo, settings, generator)
+        pseudo_batch_size = max(1, round(settings.batch_size * len(pseudo) / len(train)))
+        pseudo_batches = _endless(pseudo, pseudo_batch_size, settings, generator)
 
     best_srcc, best_state, best_epoch, rows = -np.inf, None, -1, []
     if on_epoch is not None:
@@ -164,11 +163,11 @@ def train_round(
         total = torch.zeros((), device=settings.device)
         steps = 0
         for x, targets, _ in _training_batches(train, settings.batch_size, settings, generator):
+            n_u = 0
             if pseudo_batches is not None:
                 x_u, t_u, _ = next(pseudo_batches)
-                x, targets = torch.cat([x, x_u]), torch.cat([targets, t_u])
+                x, targets, n_u = torch.cat([x, x_u]), torch.cat([targets, t_u]), len(x_u)
             with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
-                n_u = len(x_u) if pseudo_batches is not None else 0
                 loss = training_loss(model, x, targets, n_u, opts, step_generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -35,15 +35,15 @@ def check_name(name: str) -> None:
         raise UserError(f"unknown dataset '{name}'; valid datasets: {', '.join(dataset_names())}")
 
 
-def data_identity(name: str, profile: Profile, data_root: str | None) -> str:
-    """What a run's data depends on, for its stage id: the embedded benchmark's generator
-    version, knobs, sizes and seed (its cache file name), or the real data root."""
+def data_identity(name: str, profile: Profile) -> str | None:
+    """What an embedded dataset depends on, for a stage id: its generator version, knobs,
+    sizes and seed (its cache file name). None for a real dataset (its data root says it)."""
     check_name(name)
-    if name in synth.PRESETS:
-        return synth.cache_path(
-            name, profile.synth_img_size, profile.synth_sizes, DATA_SEED, Path(".")
-        ).name
-    return str(data_root)
+    if name not in synth.PRESETS:
+        return None
+    return synth.cache_path(
+        name, profile.synth_img_size, profile.synth_sizes, DATA_SEED, Path(".")
+    ).name
 
 
 def _pool_from_others(name: str, data_root: Path, n_max: int, seed: int) -> Split | None:
