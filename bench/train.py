@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from bench import mixup_sampling
 from bench.data.loading import batches
 from bench.data.types import Split
 from bench.losses import batch_loss
@@ -56,6 +57,15 @@ def label_scores(targets: torch.Tensor) -> torch.Tensor:
     return expected_score(targets) if targets.dim() == 2 else targets
 
 
+def _mixup_pairs(scores: torch.Tensor, opts: MethodOptions, generator: torch.Generator):
+    """(i, j, lam) of the pairs to mix: TFA's sampling (eqs. 2-4) or a Section 4.4 ablation."""
+    if opts.tfa_sampling == "random":
+        return mixup_sampling.random_pairs(scores, opts.tfa_pairs, generator)
+    if opts.tfa_sampling == "threshold":
+        return mixup_sampling.threshold_pairs(scores, opts.tfa_pairs, opts.tfa_threshold, generator)
+    return tfa.sample_pairs(scores, opts.tfa_pairs, opts.tau1, opts.tau2, generator)
+
+
 def training_loss(
     model: nn.Module,
     x: torch.Tensor,
@@ -66,13 +76,12 @@ def training_loss(
 ) -> torch.Tensor:
     """The loss of one step. The last `n_pseudo` rows of x are pseudo-labelled (eq. 10)."""
     n_labeled = len(x) - n_pseudo
-    scores = label_scores(targets)
-    mix = dict(n_pairs=opts.tfa_pairs, tau1=opts.tau1, tau2=opts.tau2, generator=generator)
-    if opts.tfa and opts.tfa_level == "pixel":
-        x, targets = tfa.mix(x, targets, scores, **mix)  # k = 0 in eq. 1
+    pairs = _mixup_pairs(label_scores(targets), opts, generator) if opts.tfa else None
+    if pairs is not None and opts.tfa_level == "pixel":
+        x, targets = tfa.mix_pairs(x, targets, *pairs)  # k = 0 in eq. 1
     z = model.forward_features(x)
-    if opts.tfa and opts.tfa_level == "feature":
-        z, targets = tfa.mix(z, targets, scores, **mix)
+    if pairs is not None and opts.tfa_level == "feature":
+        z, targets = tfa.mix_pairs(z, targets, *pairs)
     logits = model.forward_head(z)
 
     # Rows: labelled [0, n_labeled), pseudo-labelled [n_labeled, n_batch), mixed after them.

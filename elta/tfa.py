@@ -69,13 +69,24 @@ def mix(
     tau2: float,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Append `n_pairs` mixed samples (eq. 1) to a batch.
+    """Append `n_pairs` mixed samples, drawn by eqs. 2-4 and mixed by eq. 1, to a batch.
 
     features: (B, ...) pooled features (or images, for pixel-level mixup: k = 0 in eq. 1).
     targets: (B, C) distributions or (B,) scalar scores. scores: (B,) label scores that drive
     the sampling. Returns (features, targets) with B + n_pairs rows, the originals first.
     """
     i, j, lam = sample_pairs(scores, n_pairs, tau1, tau2, generator)
+    return mix_pairs(features, targets, i, j, lam)
+
+
+def mix_pairs(
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    i: torch.Tensor,
+    j: torch.Tensor,
+    lam: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 1 for given pairs: append lam z_i + (1 - lam) z_j (and the same of the targets)."""
     lam_f = lam.to(features.dtype).view(-1, *([1] * (features.dim() - 1)))
     lam_t = lam.to(targets.dtype).view(-1, *([1] * (targets.dim() - 1)))
     mixed_features = lam_f * features[i] + (1 - lam_f) * features[j]
