@@ -155,13 +155,9 @@ def run_table(args: argparse.Namespace) -> int:
     runs = []  # (dataset, row key, seed, stage chain)
     for dataset in datasets:
         for row in spec.rows:
-            opts = MethodOptions(
-                **overrides,
-                tfa=row.modules.get("tfa", False),
-                tfa_level=row.modules.get("tfa_level", "feature"),
-                flsa_weight=flsa_weight if row.modules.get("flsa") else 0.0,
-                apds=row.modules.get("apds", False),
-            )
+            options = {**overrides, **row.options}
+            flsa_on = options.pop("flsa", False)
+            opts = MethodOptions(**options, flsa_weight=flsa_weight if flsa_on else 0.0)
             for seed in range(args.seeds):
                 request = RunRequest(
                     dataset=dataset,
@@ -197,7 +193,7 @@ def run_table(args: argparse.Namespace) -> int:
         paper_name = paper_dataset(dataset)
         codes = sorted(results["code"].dropna().unique())
         text = caption(spec, dataset, paper_name, profile.name, args.seeds, codes)
-        stem = f"table{spec.key}" if len(datasets) == 1 else f"table{spec.key}-{dataset}"
+        stem = spec.stem if len(datasets) == 1 else f"{spec.stem}-{dataset}"
         out = args.results / "tables" / stem
         print(write_table(spec, results, paper_name, text, out))
         print(f"written: {out}.md, {out}.tex")

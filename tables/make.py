@@ -16,7 +16,7 @@ from tables.specs import TableSpec
 
 def collect(cells: list[tuple[str, int, Stage]], store: Store) -> pd.DataFrame:
     """One record per (row key, seed, final stage): status, reason, the code version that
-    computed it and the test metrics."""
+    computed it, the test metrics and the validation SRCC of the kept checkpoint."""
     records = []
     for row_key, seed, final in cells:
         status = store.status(final.id) or {"status": "failed", "reason": "not run"}
@@ -25,7 +25,9 @@ def collect(cells: list[tuple[str, int, Stage]], store: Store) -> pd.DataFrame:
         versions = store.path(final.id) / "versions.json"
         record["code"] = read_json(versions)["code"] if versions.exists() else None
         if status["status"] == "ok":
-            record.update(store.metrics(final.id)["test"])
+            metrics = store.metrics(final.id)
+            record.update(metrics["test"])
+            record["val_srcc"] = metrics["val"]["srcc"]
         records.append(record)
     return pd.DataFrame(records)
 
@@ -47,17 +49,41 @@ def caption(
     )
 
 
+def choose_on_val(spec: TableSpec, results: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
+    """For each of the spec's `choose_on_val` groups, the candidate row with the best mean
+    validation SRCC over its ok runs: ({paper row key: chosen row key}, notes saying so)."""
+    chosen, notes = {}, []
+    for paper_key, candidates in spec.choose_on_val.items():
+        ok = results[(results["status"] == "ok") & results["row"].isin(candidates)]
+        if ok.empty:
+            continue
+        val = ok.groupby("row")["val_srcc"].mean()
+        chosen[paper_key] = str(val.idxmax())
+        listing = ", ".join(f"{row} {val[row]:.3f}" for row in candidates if row in val)
+        notes.append(f"Chosen on validation SRCC: {chosen[paper_key]} ({listing}).")
+    return chosen, notes
+
+
 def write_table(
     spec: TableSpec, results: pd.DataFrame, paper_name: str, text: str, out: Path
 ) -> str:
     """Render Markdown and LaTeX to `out`.md and `out`.tex; return the Markdown."""
+    chosen, choice_notes = choose_on_val(spec, results)
+    paper_key = {row.key: row.key for row in spec.rows}
+    paper_key.update({row_key: key for key, row_key in chosen.items()})
     paper = {
-        (row.key, m.key): paper_value(spec.key, paper_name, row.key, m.key)
+        (row.key, m.key): paper_value(spec.key, paper_name, paper_key[row.key], m.key)
         for row in spec.rows
         for m in METRICS
     }
-    rows = [(row.key, row.descriptors) for row in spec.rows]
-    view = build_view(spec.title, text, rows, spec.header_columns, results, paper)
+    rows = [
+        (row.key, [row.descriptors[0] + " (chosen on val)", *row.descriptors[1:]])
+        if row.key in chosen.values()
+        else (row.key, row.descriptors)
+        for row in spec.rows
+    ]
+    notes = (*spec.notes, *choice_notes)
+    view = build_view(spec.title, text, rows, spec.header_columns, results, paper, notes=notes)
     out.parent.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(view)
     out.with_suffix(".md").write_text(markdown)

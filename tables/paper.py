@@ -1,10 +1,10 @@
-"""The numbers the ELTA paper (ICML 2024) reports in its Tables 1-5.
+"""The numbers the ELTA paper (ICML 2024) reports in its Tables 1-5 and Section 4.4.
 
 They were transcribed once from the paper into ``paper_numbers.csv``, which ships next to this
 module as package data. The file is in long format: one row per cell, with the columns
-``table`` ("1".."5"), ``dataset`` (AVA, AADB, TAD66K, PARA), ``row`` (a method or module
-combination key such as ``eat`` or ``tfa+flsa``), ``metric`` (plcc, srcc, mae_l, mae_m, mae_h)
-and ``value``.
+``table`` ("1".."5", or "sampling" for the PLCC/SRCC that Section 4.4 quotes), ``dataset``
+(AVA, AADB, TAD66K, PARA), ``row`` (a method or module combination key such as ``eat`` or
+``tfa+flsa``), ``metric`` (plcc, srcc, mae_l, mae_m, mae_h) and ``value``.
 """
 
 from functools import cache

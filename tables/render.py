@@ -1,8 +1,8 @@
 """Render a results table next to the paper's numbers, as GitHub Markdown or as LaTeX.
 
 `build_view` does all the work: it aggregates the per-seed results, formats every cell, picks
-the values to bold and collects the notes on failed runs. The jinja2 templates in
-``templates/`` only lay the resulting `TableView` out.
+the values to bold and collects the notes (given ones, then those on failed runs). The jinja2
+templates in ``templates/`` only lay the resulting `TableView` out.
 """
 
 import re
@@ -76,8 +76,9 @@ class TableView:
     """Everything a template needs, already formatted.
 
     `label` is the LaTeX label (``tab:table-4`` for "Table 4"); `metric_spans` gives, per
-    metric, the 1-based table columns of its (ours, paper) pair; `notes` are the lines on failed
-    runs shown under the table. Cell texts are unescaped: each format escapes its own.
+    metric, the 1-based table columns of its (ours, paper) pair; `notes` are the lines shown
+    under the table (the table's own notes, then one per row with failed runs). Cell texts are
+    unescaped: each format escapes its own.
     """
 
     title: str
@@ -190,6 +191,7 @@ def build_view(
     results: pd.DataFrame,
     paper: dict[tuple[str, str], float | None],
     metrics: tuple[Metric, ...] = METRICS,
+    notes: tuple[str, ...] = (),
 ) -> TableView:
     """Aggregate `results` per row and lay them out beside the paper's values.
 
@@ -197,6 +199,7 @@ def build_view(
     the descriptor columns. `results` holds one row per (row, seed) with the columns ``row``,
     ``seed``, ``status`` ("ok"/"failed"), ``reason`` and one float column per metric key.
     `paper` maps (row key, metric key) to the paper's value; absent keys and None show as "–".
+    `notes` are printed under the table, before the notes on failed runs.
     """
     needed = [*RESULT_COLUMNS, *(m.key for m in metrics)]
     if results.empty:
@@ -238,7 +241,7 @@ def build_view(
         metrics=tuple(metrics),
         metric_spans=spans,
         rows=tuple(rows),
-        notes=tuple(agg.note for agg in ours if agg.note),
+        notes=(*notes, *(agg.note for agg in ours if agg.note)),
     )
 
 
@@ -260,6 +263,8 @@ _TEX_SPECIALS = {
     "✓": r"$\checkmark$",
     "↑": r"$\uparrow$",
     "↓": r"$\downarrow$",
+    "≥": r"$\geq$",
+    "λ": r"$\lambda$",
     "–": "--",
     "…": r"\ldots{}",
 }
@@ -301,7 +306,7 @@ def _environment(escape: Callable[[str], str], cell: Callable[[Cell], str]) -> j
 
 
 def render_markdown(view: TableView) -> str:
-    """The table as a caption line, a GitHub pipe table and the notes on failed runs."""
+    """The table as a caption line, a GitHub pipe table and the notes under it."""
     template = _environment(escape_markdown, _markdown_cell).get_template("table.md.j2")
     return template.render(view=view)
 

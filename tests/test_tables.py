@@ -43,6 +43,7 @@ T4_ROWS = ["base", "tfa", "flsa", "apds", "tfa+flsa", "tfa+apds", "flsa+apds", "
         ("4", "AVA", "flsa", "plcc", 0.758),
         ("5", "AVA", "tfa_pixel", "plcc", 0.731),
         ("5", "AVA", "tfa_pixel+flsa+apds", "mae_m", 0.340),
+        ("sampling", "AVA", "threshold", "srcc", 0.747),
     ],
 )
 def test_sampled_cells_match_the_paper(table, dataset, row, metric, expected):
@@ -51,7 +52,7 @@ def test_sampled_cells_match_the_paper(table, dataset, row, metric, expected):
 
 def test_cell_counts_per_table():
     counts = load_paper_numbers().groupby("table").size().to_dict()
-    assert counts == {"1": 180, "2": 80, "3": 105, "4": 40, "5": 20}
+    assert counts == {"1": 180, "2": 80, "3": 105, "4": 40, "5": 20, "sampling": 4}
 
 
 def test_keys_are_the_expected_ones_and_values_plausible():
@@ -66,6 +67,7 @@ def test_keys_are_the_expected_ones_and_values_plausible():
     assert rows["3"] == {f"{m}{s}" for m in T3_MODELS for s in ("", "+tfa+flsa", "+tfa+flsa+apds")}
     assert rows["4"] == set(T4_ROWS)
     assert rows["5"] == {"tfa_pixel", "tfa", "tfa_pixel+flsa+apds", "tfa+flsa+apds"}
+    assert rows["sampling"] == {"threshold", "elta"}  # Section 4.4 gives PLCC and SRCC only
     datasets = frame.groupby("table")["dataset"].agg(set).to_dict()
     assert datasets["1"] == datasets["2"] == {"AVA", "AADB", "TAD66K", "PARA"}
     assert datasets["3"] == datasets["4"] == datasets["5"] == {"AVA"}
@@ -79,6 +81,7 @@ def test_rows_the_paper_repeats_across_tables_agree():
     assert _paper_row("1", "AVA", "base") == _paper_row("4", "AVA", "base")
     assert _paper_row("1", "AVA", "elta") == _paper_row("4", "AVA", "tfa+flsa+apds")
     assert _paper_row("4", "AVA", "tfa") == _paper_row("5", "AVA", "tfa")
+    assert _paper_row("sampling", "AVA", "elta")[:2] == _paper_row("1", "AVA", "elta")[:2]
     for model in T3_MODELS:
         assert _paper_row("1", "AVA", model) == _paper_row("3", "AVA", model)
 
