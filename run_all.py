@@ -1,4 +1,4 @@
-"""Reproduce the ELTA paper's tables: `python run_all.py --table 4`.
+"""Reproduce the ELTA paper's tables and Figure 5: `python run_all.py --table 4`.
 
 Without --data-root the embedded long-tailed benchmark stands in for the paper's datasets
 (synth-ava for AVA, ...); with it, the real datasets are read in their official formats.
@@ -23,6 +23,7 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", help="which table to reproduce (see --list)")
+    p.add_argument("--figure", help="which figure to reproduce: 5 (the tau1 x tau2 heatmap)")
     p.add_argument("--dataset", help="run on this dataset instead of the table's default")
     p.add_argument("--profile", default="cpu", help="smoke | cpu (default) | paper")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1; cells show mean ± std")
@@ -49,13 +50,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     m.add_argument("--tfa-pairs", type=int, help="mixed pairs appended per batch")
     m.add_argument("--tau1", type=float, help="TFA temperature of eq. 2 and 4 (0.2)")
     m.add_argument("--tau2", type=float, help="TFA temperature of eq. 3 (4.0)")
+    m.add_argument("--tau1-grid", help="Figure 5's tau1 values, e.g. 0.1,0.2,0.5")
+    m.add_argument("--tau2-grid", help="Figure 5's tau2 values, e.g. 2,4,6")
     m.add_argument("--flsa-weight", type=float, help="weight of the FLSA loss (1.0)")
     m.add_argument(
         "--emd", choices=["per_sample", "batch_rms"], help="EMD form (batch_rms: official code)"
     )
     args = p.parse_args(argv)
-    if not args.list and not args.table:
-        p.error("give --table (or --list)")
+    if not args.list and not (args.table or args.figure):
+        p.error("give --table or --figure (or --list)")
+    if args.table and args.figure:
+        p.error("give --table or --figure, not both")
+    if (args.tau1_grid or args.tau2_grid) and not args.figure:
+        p.error("--tau1-grid and --tau2-grid apply to --figure 5")
     return args
 
 
@@ -73,6 +80,8 @@ def print_list() -> None:
     print("tables:")
     for key, spec in TABLES.items():
         print(f"  {key:10s} {spec.title}: {spec.caption} ({', '.join(spec.paper_datasets)})")
+    print("figures:")
+    print("  5          test SRCC of TFA over a tau1 x tau2 grid (--tau1-grid, --tau2-grid)")
     print("profiles:")
     for name, profile in PROFILES.items():
         print(f"  {name:10s} {profile.description}")
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             print_list()
             return 0
-        return run_table(args)
+        return run_figure(args) if args.figure else run_table(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -112,79 +121,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_table(args: argparse.Namespace) -> int:
-    from bench.data.registry import check_name, load_dataset, paper_dataset
-    from bench.methods import MethodOptions
-    from bench.plan import Context, RunRequest, stages_for
-    from bench.profiles import get_profile
-    from bench.runner import check_settings, default_jobs, execute, plan
-    from bench.store import Store
+    from bench.data.registry import paper_dataset
     from tables.make import caption, collect, write_table
-    from tables.specs import FLSA_WEIGHT_DEFAULT, get_table
+    from tables.specs import get_table
 
-    for name in ("seeds", "jobs"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UserError(f"--{name} must be >= 1 (got {getattr(args, name)})")
     spec = get_table(args.table)
-    profile = get_profile(args.profile)
-    weights = _weights(args.weights)
-    if profile.name == "paper" and spec.model not in weights:
-        print(
-            f"warning: profile paper without --weights {spec.model}=FILE trains the backbone "
-            "from random initialisation (the paper starts from ImageNet weights)",
-            file=sys.stderr,
-        )
-    if args.data_root is not None and not args.data_root.is_dir():
-        raise UserError(f"{args.data_root}: data root not found")
-    datasets = (
-        [args.dataset]
-        if args.dataset
-        else [d.lower() if args.data_root else f"synth-{d.lower()}" for d in spec.paper_datasets]
-    )
-    for name in datasets:
-        check_name(name)
-    overrides = {
-        key: value
-        for key, value in dict(
-            tfa_pairs=args.tfa_pairs, tau1=args.tau1, tau2=args.tau2, emd_form=args.emd
-        ).items()
-        if value is not None
-    }
-    flsa_weight = FLSA_WEIGHT_DEFAULT if args.flsa_weight is None else args.flsa_weight
-    MethodOptions(**overrides, flsa_weight=flsa_weight)  # validate before anything runs
-
-    runs = []  # (dataset, row key, seed, stage chain)
-    for dataset in datasets:
-        for row in spec.rows:
-            options = {**overrides, **row.options}
-            flsa_on = options.pop("flsa", False)
-            opts = MethodOptions(**options, flsa_weight=flsa_weight if flsa_on else 0.0)
-            for seed in range(args.seeds):
-                request = RunRequest(
-                    dataset=dataset,
-                    model=spec.model,
-                    profile=profile.name,
-                    seed=seed,
-                    options=opts,
-                    data_root=str(args.data_root.resolve()) if args.data_root else None,
-                    weights=weights.get(spec.model),
-                )
-                runs.append((dataset, row.key, seed, stages_for(request)))
-
-    store = Store(args.results)
-    the_plan = plan([chain for *_, chain in runs], store, args.force)
-    if args.dry_run:
-        print_plan(the_plan, runs)
+    rows = [(row.key, row.options) for row in spec.rows]
+    done = _run_rows(args, rows, spec.model, spec.paper_datasets)
+    if done is None:
         return 0
-
-    if len(the_plan.cached) < len(the_plan.stages):
-        check_settings(args.device, args.backend)
-        jobs = args.jobs or default_jobs(args.device)
-        ctx = Context(results=args.results, device=args.device)
-        for dataset in datasets:  # fail early on bad data; generates the embedded benchmark
-            root = args.data_root.resolve() if args.data_root else None
-            load_dataset(dataset, profile, root, ctx.cache_dir)
-        execute(the_plan, ctx, jobs, args.backend)
-
+    datasets, runs, store, profile = done
     any_failed = False
     for dataset in datasets:
         cells = [(row, seed, chain[-1]) for d, row, seed, chain in runs if d == dataset]
@@ -198,6 +144,133 @@ def run_table(args: argparse.Namespace) -> int:
         print(write_table(spec, results, paper_name, text, out))
         print(f"written: {out}.md, {out}.tex")
     return 1 if any_failed else 0
+
+
+def _grid(text: str | None, default: tuple[float, ...], flag: str) -> list[float]:
+    if text is None:
+        return list(default)
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated numbers, got '{text}'") from None
+    if not values or min(values) <= 0:
+        raise UserError(f"{flag} needs one or more values > 0, got '{text}'")
+    return sorted(set(values))
+
+
+def run_figure(args: argparse.Namespace) -> int:
+    from tables.make import collect
+
+    if args.figure != "5":
+        raise UserError(f"unknown figure '{args.figure}'; valid figures: 5")
+    from figures.tau_heatmap import TAU1_GRID, TAU2_GRID, draw, summarise
+
+    tau1s = _grid(args.tau1_grid, TAU1_GRID, "--tau1-grid")
+    tau2s = _grid(args.tau2_grid, TAU2_GRID, "--tau2-grid")
+    cells = {f"tau1={t1:g},tau2={t2:g}": (t1, t2) for t1 in tau1s for t2 in tau2s}
+    rows = [(key, {"tfa": True, "tau1": t1, "tau2": t2}) for key, (t1, t2) in cells.items()]
+    done = _run_rows(args, rows, "swinv2", ["AVA"])
+    if done is None:
+        return 0
+    datasets, runs, store, profile = done
+    any_failed = False
+    for dataset in datasets:
+        results = collect(
+            [(row, seed, chain[-1]) for d, row, seed, chain in runs if d == dataset], store
+        )
+        any_failed |= bool((results["status"] != "ok").any())
+        results[["tau1", "tau2"]] = [cells[row] for row in results["row"]]
+        grid = summarise(results)
+        codes = ", ".join(sorted(results["code"].dropna().unique()))
+        title = (
+            f"Figure 5: test SRCC of TFA on {dataset} (mean ± std over seeds)\nprofile "
+            f"{profile.name}, {args.seeds} seed{'s' if args.seeds > 1 else ''}, code {codes}"
+        )
+        stem = "fig5_tau" if len(datasets) == 1 else f"fig5_tau-{dataset}"
+        paths = draw(grid, args.results / "figures" / stem, title)
+        print(grid.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print("written:", ", ".join(str(p) for p in paths))
+    return 1 if any_failed else 0
+
+
+def _run_rows(
+    args: argparse.Namespace, rows: list[tuple[str, dict]], model: str, paper_datasets: list[str]
+) -> tuple | None:
+    """Plan every (dataset, row, seed), run what the store lacks, and return
+    (datasets, runs, store, profile) with runs as (dataset, row key, seed, stage chain);
+    None after a dry run. A row is a key and its MethodOptions fields (flsa: True turns FLSA
+    on at --flsa-weight); the command line's method options apply under each row's own."""
+    from bench.data.registry import check_name, load_dataset
+    from bench.methods import MethodOptions
+    from bench.plan import Context, RunRequest, stages_for
+    from bench.profiles import get_profile
+    from bench.runner import check_settings, default_jobs, execute, plan
+    from bench.store import Store
+    from tables.specs import FLSA_WEIGHT_DEFAULT
+
+    for name in ("seeds", "jobs"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserError(f"--{name} must be >= 1 (got {getattr(args, name)})")
+    profile = get_profile(args.profile)
+    weights = _weights(args.weights)
+    if profile.name == "paper" and model not in weights:
+        print(
+            f"warning: profile paper without --weights {model}=FILE trains the backbone "
+            "from random initialisation (the paper starts from ImageNet weights)",
+            file=sys.stderr,
+        )
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise UserError(f"{args.data_root}: data root not found")
+    datasets = (
+        [args.dataset]
+        if args.dataset
+        else [d.lower() if args.data_root else f"synth-{d.lower()}" for d in paper_datasets]
+    )
+    for name in datasets:
+        check_name(name)
+    overrides = {
+        key: value
+        for key, value in dict(
+            tfa_pairs=args.tfa_pairs, tau1=args.tau1, tau2=args.tau2, emd_form=args.emd
+        ).items()
+        if value is not None
+    }
+    flsa_weight = FLSA_WEIGHT_DEFAULT if args.flsa_weight is None else args.flsa_weight
+    MethodOptions(**overrides, flsa_weight=flsa_weight)  # validate before anything runs
+
+    runs = []
+    for dataset in datasets:
+        for key, row_options in rows:
+            options = {**overrides, **row_options}
+            flsa_on = options.pop("flsa", False)
+            opts = MethodOptions(**options, flsa_weight=flsa_weight if flsa_on else 0.0)
+            for seed in range(args.seeds):
+                request = RunRequest(
+                    dataset=dataset,
+                    model=model,
+                    profile=profile.name,
+                    seed=seed,
+                    options=opts,
+                    data_root=str(args.data_root.resolve()) if args.data_root else None,
+                    weights=weights.get(model),
+                )
+                runs.append((dataset, key, seed, stages_for(request)))
+
+    store = Store(args.results)
+    the_plan = plan([chain for *_, chain in runs], store, args.force)
+    if args.dry_run:
+        print_plan(the_plan, runs)
+        return None
+
+    if len(the_plan.cached) < len(the_plan.stages):
+        check_settings(args.device, args.backend)
+        jobs = args.jobs or default_jobs(args.device)
+        ctx = Context(results=args.results, device=args.device)
+        for dataset in datasets:  # fail early on bad data; generates the embedded benchmark
+            root = args.data_root.resolve() if args.data_root else None
+            load_dataset(dataset, profile, root, ctx.cache_dir)
+        execute(the_plan, ctx, jobs, args.backend)
+    return datasets, runs, store, profile
 
 
 def print_plan(the_plan, runs) -> None:
