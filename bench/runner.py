@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
-from multiprocessing import Manager
+from multiprocessing.managers import SyncManager
 
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
@@ -122,11 +123,24 @@ def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, 
     return outcomes
 
 
+def _exit_with(parent: int) -> None:
+    """Initializer of the queue's manager process: exit once the runner is gone, even when it
+    was killed with SIGKILL (a manager left alone would live forever)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 class _EpochBars:
     """One tqdm bar per running stage, drawn here from the epochs the workers report."""
 
     def __init__(self):
-        self._manager = Manager()
+        self._manager = SyncManager()
+        self._manager.start(_exit_with, (os.getpid(),))
         self.queue = self._manager.Queue()
         self._thread = threading.Thread(target=self._draw, daemon=True)
         self._thread.start()

@@ -118,6 +118,18 @@ def test_nan_run_is_recorded_as_failed_and_the_others_finish(
         assert Store(tmp_path).metrics(stage.name) == fixture.metrics(stage.name)
 
 
+def _processes_naming(text: str) -> list[int]:
+    """Live processes whose command line contains `text` (Linux /proc; none elsewhere)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:  # the process ended meanwhile
+            continue
+    return found
+
+
 def test_kill_mid_grid_loses_no_completed_stage(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "run_all.py", *SMOKE, "--jobs", "1", "--results", str(tmp_path)],
@@ -135,6 +147,8 @@ def test_kill_mid_grid_loses_no_completed_stage(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert done, "no stage completed in time"
+    time.sleep(3)  # helper processes (the progress queue's manager) follow the runner
+    assert not _processes_naming(str(tmp_path)), "processes outlived the killed run"
     store = Store(tmp_path)
     completed = [d.name for d in done if store.is_ok(d.name)]
     assert completed
