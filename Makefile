@@ -1,10 +1,10 @@
-# Two entry points (README quickstart): `make table4` and `make test`.
-# Both create the virtual environment .venv on first use (torch is a large download).
+# Two entry points (README quickstart): `make table4` and `make test`; the other ablations and
+# the benchmark have their own targets. All create the virtual environment .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: table4 test lint
+.PHONY: table4 table5 sampling figure5 perf test lint
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,18 @@ $(VENV)/.installed: pyproject.toml
 
 table4: $(VENV)/.installed
 	$(BIN)/python run_all.py --table 4
+
+table5: $(VENV)/.installed
+	$(BIN)/python run_all.py --table 5
+
+sampling: $(VENV)/.installed
+	$(BIN)/python run_all.py --table sampling
+
+figure5: $(VENV)/.installed
+	$(BIN)/python run_all.py --figure 5
+
+perf: $(VENV)/.installed
+	$(BIN)/python -m bench.perf
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

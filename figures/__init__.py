@@ -1,1 +1,1 @@
-"""Figures (the Figure 5 tau1 x tau2 SRCC heatmap lands with the Table 5 / Figure 5 issue)."""
+"""Figures drawn from stored results: Figure 5's tau1 x tau2 SRCC heatmap (tau_heatmap.py)."""
