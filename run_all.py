@@ -142,7 +142,7 @@ def run_table(args: argparse.Namespace) -> int:
         stem = spec.stem if len(datasets) == 1 else f"{spec.stem}-{dataset}"
         out = args.results / "tables" / stem
         print(write_table(spec, results, paper_name, text, out))
-        print(f"written: {out}.md, {out}.tex")
+        print(f"written: {out}.md, {out}.tex, {out}.csv (per seed)")
     return 1 if any_failed else 0
 
 

@@ -67,7 +67,8 @@ def choose_on_val(spec: TableSpec, results: pd.DataFrame) -> tuple[dict[str, str
 def write_table(
     spec: TableSpec, results: pd.DataFrame, paper_name: str, text: str, out: Path
 ) -> str:
-    """Render Markdown and LaTeX to `out`.md and `out`.tex; return the Markdown."""
+    """Render Markdown and LaTeX to `out`.md and `out`.tex, the per-seed records to `out`.csv;
+    return the Markdown."""
     chosen, choice_notes = choose_on_val(spec, results)
     paper_key = {row.key: row.key for row in spec.rows}
     paper_key.update({row_key: key for key, row_key in chosen.items()})
@@ -88,4 +89,5 @@ def write_table(
     markdown = render_markdown(view)
     out.with_suffix(".md").write_text(markdown)
     out.with_suffix(".tex").write_text(render_latex(view))
+    results.to_csv(out.with_suffix(".csv"), index=False)
     return markdown

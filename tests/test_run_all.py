@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import run_all
@@ -45,6 +46,9 @@ def test_smoke_table4_prints_and_writes_all_eight_rows(smoke_results):
     assert "failed" not in markdown
     tex = (results / "tables" / "table4.tex").read_text()
     assert r"\toprule" in tex and "synth-ava" in tex
+    per_seed = pd.read_csv(results / "tables" / "table4.csv")  # what tables.claims reads
+    assert len(per_seed) == 8 and (per_seed["status"] == "ok").all()
+    assert per_seed[["plcc", "srcc", "mae_l", "mae_m", "mae_h", "val_srcc"]].notna().all().all()
 
 
 def test_table4_trains_round1_once_per_tfa_flsa_setting(smoke_results):

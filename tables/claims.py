@@ -1,0 +1,150 @@
+"""Does each claim the paper's ablations make hold on our results, or is it within seed noise?
+
+    python -m tables.claims [results/tables]
+
+Reads the per-seed records that `run_all.py` writes beside each table (table4.csv, table5.csv)
+and checks each claim metric by metric: the difference of the two rows' means against its
+standard error over seeds, sqrt(s_a^2 / n_a + s_b^2 / n_b). A difference within
+`NOISE_Z` standard errors is "within seed noise"; beyond it the claim "holds" or "does not hold"
+by its sign. With one seed there is no noise estimate and every verdict says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+NOISE_Z = 2.0
+HIGHER_IS_BETTER = {"plcc": True, "srcc": True, "mae_l": False, "mae_m": False, "mae_h": False}
+LABELS = {"plcc": "P", "srcc": "S", "mae_l": "L", "mae_m": "M", "mae_h": "H"}
+ALL = tuple(HIGHER_IS_BETTER)
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str  # the paper's claim, with where it is made
+    table: str  # the stem of the per-seed CSV: table4, table5
+    row: str  # the row the claim is about
+    reference: str  # the row it is compared with
+    metrics: tuple[str, ...]
+    better: bool = True  # the claim says `row` is better than `reference` (False: worse)
+
+
+CLAIMS = (
+    Claim(
+        "TFA reduces minority (L, H) errors (Sec. 4.4)", "table4", "tfa", "base", ("mae_l", "mae_h")
+    ),
+    Claim("FLSA improves all metrics (Sec. 4.4)", "table4", "flsa", "base", ALL),
+    Claim("APDS improves all metrics (Sec. 4.4)", "table4", "apds", "base", ALL),
+    Claim(
+        "Removing TFA raises L and H errors (row 7 vs 8, Sec. 4.4)",
+        "table4",
+        "tfa+flsa+apds",
+        "flsa+apds",
+        ("mae_l", "mae_h"),
+    ),
+    Claim(
+        "ELTA improves P, S, L, H over Base. (Table 4)",
+        "table4",
+        "tfa+flsa+apds",
+        "base",
+        ("plcc", "srcc", "mae_l", "mae_h"),
+    ),
+    Claim(
+        "ELTA costs some majority (M) error (Sec. 4.2)",
+        "table4",
+        "tfa+flsa+apds",
+        "base",
+        ("mae_m",),
+        better=False,
+    ),
+    Claim(
+        "Feature-level beats pixel-level TFA, alone (Table 5)", "table5", "tfa", "tfa_pixel", ALL
+    ),
+    Claim(
+        "Feature-level beats pixel-level TFA, with FLSA+APDS (Table 5)",
+        "table5",
+        "tfa+flsa+apds",
+        "tfa_pixel+flsa+apds",
+        ALL,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    metric: str
+    difference: float  # mean(row) - mean(reference), in the metric's units
+    z: float  # difference / standard error; nan with fewer than two seeds on a side
+    verdict: str  # holds | does not hold | within seed noise | no noise estimate
+
+
+def judge(row: pd.Series, reference: pd.Series, metric: str, better: bool) -> Verdict:
+    """Compare one metric's per-seed values of two rows."""
+    difference = float(row.mean() - reference.mean())
+    if min(len(row), len(reference)) < 2:
+        return Verdict(metric, difference, math.nan, "no noise estimate (one seed)")
+    se = math.sqrt(row.var(ddof=1) / len(row) + reference.var(ddof=1) / len(reference))
+    z = difference / se if se > 0 else math.copysign(math.inf, difference)
+    if abs(z) < NOISE_Z:
+        return Verdict(metric, difference, z, "within seed noise")
+    improved = (difference > 0) == HIGHER_IS_BETTER[metric]
+    return Verdict(metric, difference, z, "holds" if improved == better else "does not hold")
+
+
+def check(claim: Claim, runs: pd.DataFrame) -> list[Verdict]:
+    ok = runs[runs["status"] == "ok"]
+    row, reference = ok[ok["row"] == claim.row], ok[ok["row"] == claim.reference]
+    if row.empty or reference.empty:
+        missing = claim.row if row.empty else claim.reference
+        raise ValueError(f"{claim.table}: no ok runs of row '{missing}'")
+    return [judge(row[m], reference[m], m, claim.better) for m in claim.metrics]
+
+
+def _summary(verdicts: list[Verdict]) -> str:
+    kinds = {v.verdict for v in verdicts}
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "mixed"
+
+
+def report(tables_dir: Path) -> str:
+    """A Markdown table: one line per claim with its per-metric differences and verdicts."""
+    lines = [
+        "| claim | compared | per metric: difference (z) | verdict |",
+        "|---|---|---|---|",
+    ]
+    for claim in CLAIMS:
+        csv = tables_dir / f"{claim.table}.csv"
+        if not csv.exists():
+            lines.append(f"| {claim.text} | – | {csv} not found | not run |")
+            continue
+        verdicts = check(claim, pd.read_csv(csv))
+        n_seeds = pd.read_csv(csv).groupby("row").size().max()
+        details = "; ".join(
+            f"{LABELS[v.metric]} {v.difference:+.3f} ({v.z:+.1f}): {v.verdict}" for v in verdicts
+        )
+        compared = f"{claim.row} vs {claim.reference}, {n_seeds} seeds"
+        lines.append(f"| {claim.text} | {compared} | {details} | {_summary(verdicts)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tables.claims", description=__doc__)
+    parser.add_argument("tables", nargs="?", type=Path, default=Path("results/tables"))
+    args = parser.parse_args(argv)
+    try:
+        print(report(args.tables))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The claim checker: verdicts from per-seed records, worked out by hand."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from tables.claims import CLAIMS, check, judge, main
+
+
+def test_a_clear_improvement_holds():
+    # means 0.70 vs 0.60; variances 0.0001 each over 3 seeds: se = sqrt(2 * 0.0001 / 3) = 0.00816
+    v = judge(pd.Series([0.69, 0.70, 0.71]), pd.Series([0.59, 0.60, 0.61]), "srcc", better=True)
+    assert v.difference == pytest.approx(0.10)
+    assert v.z == pytest.approx(0.10 / math.sqrt(2 * 0.0001 / 3))
+    assert v.verdict == "holds"
+
+
+def test_lower_error_is_better_and_a_worse_claim_can_hold():
+    lower = pd.Series([0.40, 0.41, 0.42])
+    higher = pd.Series([0.50, 0.51, 0.52])
+    assert judge(lower, higher, "mae_l", better=True).verdict == "holds"
+    assert judge(higher, lower, "mae_l", better=True).verdict == "does not hold"
+    assert judge(higher, lower, "mae_m", better=False).verdict == "holds"  # "costs some M"
+
+
+def test_a_difference_inside_two_standard_errors_is_noise():
+    # means 0.61 vs 0.60, sds 0.02: se = sqrt(2 * 0.0004 / 3) = 0.0163, z = 0.61
+    v = judge(pd.Series([0.59, 0.61, 0.63]), pd.Series([0.58, 0.60, 0.62]), "plcc", True)
+    assert v.z == pytest.approx(0.01 / math.sqrt(2 * 0.0004 / 3))
+    assert v.verdict == "within seed noise"
+
+
+def test_one_seed_gives_no_noise_estimate():
+    v = judge(pd.Series([0.7]), pd.Series([0.6]), "plcc", True)
+    assert math.isnan(v.z) and v.verdict.startswith("no noise estimate")
+
+
+def _records(rows: dict[str, list[float]]) -> pd.DataFrame:
+    records = []
+    for row, values in rows.items():
+        for seed, value in enumerate(values):
+            record = {"row": row, "seed": seed, "status": "ok"}
+            record.update({m: value for m in ("plcc", "srcc", "mae_l", "mae_m", "mae_h")})
+            records.append(record)
+    return pd.DataFrame(records)
+
+
+def test_failed_runs_are_left_out_and_a_missing_row_is_an_error():
+    claim = next(c for c in CLAIMS if c.row == "flsa" and c.reference == "base")
+    runs = _records({"flsa": [0.7, 0.71, 0.72], "base": [0.6, 0.61, 0.62]})
+    runs.loc[len(runs)] = {"row": "flsa", "seed": 3, "status": "failed"}
+    verdicts = check(claim, runs)
+    assert [v.metric for v in verdicts] == ["plcc", "srcc", "mae_l", "mae_m", "mae_h"]
+    assert verdicts[0].difference == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="no ok runs of row 'base'"):
+        check(claim, runs[runs["row"] != "base"])
+
+
+def test_report_from_csv_files(tmp_path, capsys):
+    rows = {key: [0.6, 0.61, 0.62] for key in ("base", "tfa", "flsa", "apds", "flsa+apds")}
+    rows["tfa+flsa+apds"] = [0.7, 0.71, 0.72]
+    _records(rows).to_csv(tmp_path / "table4.csv", index=False)
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| FLSA improves all metrics (Sec. 4.4) | flsa vs base, 3 seeds |" in out
+    assert "table5.csv not found" in out
+    elta_m = next(x for x in out.splitlines() if x.startswith("| ELTA costs some majority"))
+    assert elta_m.endswith("| holds |")  # 0.7 vs 0.6 M error: ELTA costs M error here
+    flsa = next(x for x in out.splitlines() if x.startswith("| FLSA improves"))
+    assert flsa.endswith("| within seed noise |")  # identical rows: z = 0
