@@ -69,3 +69,12 @@ def test_report_from_csv_files(tmp_path, capsys):
     assert elta_m.endswith("| holds |")  # 0.7 vs 0.6 M error: ELTA costs M error here
     flsa = next(x for x in out.splitlines() if x.startswith("| FLSA improves"))
     assert flsa.endswith("| within seed noise |")  # identical rows: z = 0
+
+
+def test_the_threshold_reference_is_the_row_chosen_on_validation():
+    claim = next(c for c in CLAIMS if c.reference == "threshold")
+    rows = {"elta": [0.7, 0.71], "threshold_0.5": [0.6, 0.6], "threshold_1.0": [0.65, 0.66]}
+    runs = _records(rows)
+    runs["val_srcc"] = [0.5, 0.5, 0.4, 0.4, 0.3, 0.3]  # threshold_0.5 wins on validation
+    verdicts = check(claim, runs)
+    assert verdicts[0].difference == pytest.approx(0.105)  # against threshold_0.5, not 1.0
