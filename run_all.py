@@ -75,7 +75,7 @@ def print_list() -> None:
     print("models:")
     for name, description in list_models().items():
         print(f"  {name:10s} {description}")
-    print("methods: tfa (feature|pixel), flsa, apds  (rows of the tables; options above)")
+    print("methods: tfa (feature|pixel level; elta|random|threshold sampling), flsa, apds")
     print("datasets:", ", ".join(dataset_names()))
     print("tables:")
     for key, spec in TABLES.items():
