@@ -53,11 +53,13 @@ def choose_on_val(spec: TableSpec, results: pd.DataFrame) -> tuple[dict[str, str
     """For each of the spec's `choose_on_val` groups, the candidate row with the best mean
     validation SRCC over its ok runs: ({paper row key: chosen row key}, notes saying so)."""
     chosen, notes = {}, []
+    if "val_srcc" not in results:  # no run is ok
+        return chosen, notes
     for paper_key, candidates in spec.choose_on_val.items():
         ok = results[(results["status"] == "ok") & results["row"].isin(candidates)]
-        if ok.empty:
+        val = ok.groupby("row")["val_srcc"].mean().dropna()  # NaN: constant predictions
+        if val.empty:
             continue
-        val = ok.groupby("row")["val_srcc"].mean()
         chosen[paper_key] = str(val.idxmax())
         listing = ", ".join(f"{row} {val[row]:.3f}" for row in candidates if row in val)
         notes.append(f"Chosen on validation SRCC: {chosen[paper_key]} ({listing}).")

@@ -8,6 +8,7 @@ import subprocess
 import pandas as pd
 import pytest
 
+from tables.make import choose_on_val
 from tables.paper import load_paper_numbers, paper_value
 from tables.render import (
     METRICS,
@@ -17,6 +18,7 @@ from tables.render import (
     render_latex_document,
     render_markdown,
 )
+from tables.specs import get_table
 
 METRIC_KEYS = [m.key for m in METRICS]
 T1_ROWS = {"nima", "hgcn", "biaa", "tanet", "maxvit", "musiq", "eat", "base", "elta"}
@@ -265,3 +267,36 @@ def test_latex_document_compiles(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:]
     assert (tmp_path / "table.pdf").stat().st_size > 0
+
+
+# --- the threshold chosen on validation (sampling table) -------------------------------------
+
+
+def _sampling_runs(val_by_row: dict[str, list[float]]) -> pd.DataFrame:
+    records = []
+    for row, values in val_by_row.items():
+        for seed, val in enumerate(values):
+            status = "failed" if val is None else "ok"
+            records.append({"row": row, "seed": seed, "status": status, "val_srcc": val})
+    return pd.DataFrame(records)
+
+
+def test_the_best_mean_validation_srcc_is_chosen_and_said():
+    spec = get_table("sampling")
+    runs = _sampling_runs(
+        {"threshold_0.5": [0.60, 0.70], "threshold_1.0": [0.66, 0.66], "elta": [0.9, 0.9]}
+    )
+    chosen, notes = choose_on_val(spec, runs)
+    assert chosen == {"threshold": "threshold_1.0"}  # mean 0.66 beats 0.65; elta is no candidate
+    assert notes == [
+        "Chosen on validation SRCC: threshold_1.0 (threshold_0.5 0.650, threshold_1.0 0.660)."
+    ]
+
+
+def test_no_choice_without_ok_candidates_or_defined_validation_srcc():
+    spec = get_table("sampling")
+    failed = pd.DataFrame([{"row": "threshold_0.5", "seed": 0, "status": "failed"}])
+    assert choose_on_val(spec, failed) == ({}, [])
+    assert choose_on_val(spec, _sampling_runs({"threshold_0.5": [math.nan]})) == ({}, [])
+    partly = _sampling_runs({"threshold_0.5": [None, 0.5], "threshold_1.0": [math.nan]})
+    assert choose_on_val(spec, partly)[0] == {"threshold": "threshold_0.5"}
