@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_table(args: argparse.Namespace) -> int:
     from bench.data.registry import paper_dataset
-    from tables.make import caption, collect, write_table
+    from tables.make import caption, write_table
     from tables.specs import get_table
 
     spec = get_table(args.table)
@@ -133,8 +133,7 @@ def run_table(args: argparse.Namespace) -> int:
     datasets, runs, store, profile = done
     any_failed = False
     for dataset in datasets:
-        cells = [(row, seed, chain[-1]) for d, row, seed, chain in runs if d == dataset]
-        results = collect(cells, store)
+        results = _results(runs, dataset, store)
         any_failed |= bool((results["status"] != "ok").any())
         paper_name = paper_dataset(dataset)
         codes = sorted(results["code"].dropna().unique())
@@ -144,6 +143,13 @@ def run_table(args: argparse.Namespace) -> int:
         print(write_table(spec, results, paper_name, text, out))
         print(f"written: {out}.md, {out}.tex, {out}.csv (per seed)")
     return 1 if any_failed else 0
+
+
+def _results(runs: list[tuple], dataset: str, store):
+    """One record per (row, seed) of `dataset`: the final stage's status and metrics."""
+    from tables.make import collect
+
+    return collect([(row, seed, chain[-1]) for d, row, seed, chain in runs if d == dataset], store)
 
 
 def _grid(text: str | None, default: tuple[float, ...], flag: str) -> list[float]:
@@ -159,8 +165,6 @@ def _grid(text: str | None, default: tuple[float, ...], flag: str) -> list[float
 
 
 def run_figure(args: argparse.Namespace) -> int:
-    from tables.make import collect
-
     if args.figure != "5":
         raise UserError(f"unknown figure '{args.figure}'; valid figures: 5")
     from figures.tau_heatmap import TAU1_GRID, TAU2_GRID, draw, summarise
@@ -175,9 +179,7 @@ def run_figure(args: argparse.Namespace) -> int:
     datasets, runs, store, profile = done
     any_failed = False
     for dataset in datasets:
-        results = collect(
-            [(row, seed, chain[-1]) for d, row, seed, chain in runs if d == dataset], store
-        )
+        results = _results(runs, dataset, store)
         any_failed |= bool((results["status"] != "ok").any())
         results[["tau1", "tau2"]] = [cells[row] for row in results["row"]]
         grid = summarise(results)

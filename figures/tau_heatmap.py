@@ -37,7 +37,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
         if column not in runs:
             runs = runs.assign(**{column: float("nan")})
     ok = runs[runs["status"] == "ok"]
-    cells = runs.groupby(["tau1", "tau2"])[["tau1"]].size().rename("n_runs").reset_index()
+    cells = runs.groupby(["tau1", "tau2"]).size().rename("n_runs").reset_index()
     stats = ok.groupby(["tau1", "tau2"]).agg(
         srcc_mean=("srcc", "mean"),
         srcc_std=("srcc", "std"),
