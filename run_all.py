@@ -130,26 +130,25 @@ def run_table(args: argparse.Namespace) -> int:
     done = _run_rows(args, rows, spec.model, spec.paper_datasets)
     if done is None:
         return 0
-    datasets, runs, store, profile = done
-    any_failed = False
-    for dataset in datasets:
-        results = _results(runs, dataset, store)
-        any_failed |= bool((results["status"] != "ok").any())
+    profile, per_dataset = done
+    for dataset, results in per_dataset.items():
         paper_name = paper_dataset(dataset)
         codes = sorted(results["code"].dropna().unique())
         text = caption(spec, dataset, paper_name, profile.name, args.seeds, codes)
-        stem = spec.stem if len(datasets) == 1 else f"{spec.stem}-{dataset}"
-        out = args.results / "tables" / stem
+        out = args.results / "tables" / _stem(spec.stem, dataset, per_dataset)
         print(write_table(spec, results, paper_name, text, out))
         print(f"written: {out}.md, {out}.tex, {out}.csv (per seed)")
-    return 1 if any_failed else 0
+    return _exit_code(per_dataset)
 
 
-def _results(runs: list[tuple], dataset: str, store):
-    """One record per (row, seed) of `dataset`: the final stage's status and metrics."""
-    from tables.make import collect
+def _stem(base: str, dataset: str, per_dataset: dict) -> str:
+    """An output's file stem: `base`, suffixed with the dataset when there are several."""
+    return base if len(per_dataset) == 1 else f"{base}-{dataset}"
 
-    return collect([(row, seed, chain[-1]) for d, row, seed, chain in runs if d == dataset], store)
+
+def _exit_code(per_dataset: dict) -> int:
+    """1 if any run failed (its cell shows it), else 0."""
+    return int(any((results["status"] != "ok").any() for results in per_dataset.values()))
 
 
 def _grid(text: str | None, default: tuple[float, ...], flag: str) -> list[float]:
@@ -176,11 +175,8 @@ def run_figure(args: argparse.Namespace) -> int:
     done = _run_rows(args, rows, "swinv2", ["AVA"])
     if done is None:
         return 0
-    datasets, runs, store, profile = done
-    any_failed = False
-    for dataset in datasets:
-        results = _results(runs, dataset, store)
-        any_failed |= bool((results["status"] != "ok").any())
+    profile, per_dataset = done
+    for dataset, results in per_dataset.items():
         results[["tau1", "tau2"]] = [cells[row] for row in results["row"]]
         grid = summarise(results)
         codes = ", ".join(sorted(results["code"].dropna().unique()))
@@ -188,18 +184,18 @@ def run_figure(args: argparse.Namespace) -> int:
             f"Figure 5: test SRCC of TFA on {dataset} (mean ± std over seeds)\nprofile "
             f"{profile.name}, {args.seeds} seed{'s' if args.seeds > 1 else ''}, code {codes}"
         )
-        stem = "fig5_tau" if len(datasets) == 1 else f"fig5_tau-{dataset}"
+        stem = _stem("fig5_tau", dataset, per_dataset)
         paths = draw(grid, args.results / "figures" / stem, title)
         print(grid.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         print("written:", ", ".join(str(p) for p in paths))
-    return 1 if any_failed else 0
+    return _exit_code(per_dataset)
 
 
 def _run_rows(
     args: argparse.Namespace, rows: list[tuple[str, dict]], model: str, paper_datasets: list[str]
 ) -> tuple | None:
-    """Plan every (dataset, row, seed), run what the store lacks, and return
-    (datasets, runs, store, profile) with runs as (dataset, row key, seed, stage chain);
+    """Plan every (dataset, row, seed), run what the store lacks, and return the profile and,
+    per dataset, one record per (row, seed) of its final stage (`tables.make.collect`);
     None after a dry run. A row is a key and its MethodOptions fields (flsa: True turns FLSA
     on at --flsa-weight); the command line's method options apply under each row's own."""
     from bench.data.registry import check_name, load_dataset
@@ -208,6 +204,7 @@ def _run_rows(
     from bench.profiles import get_profile
     from bench.runner import check_settings, default_jobs, execute, plan
     from bench.store import Store
+    from tables.make import collect
     from tables.specs import FLSA_WEIGHT_DEFAULT
 
     for name in ("seeds", "jobs"):
@@ -272,7 +269,13 @@ def _run_rows(
             root = args.data_root.resolve() if args.data_root else None
             load_dataset(dataset, profile, root, ctx.cache_dir)
         execute(the_plan, ctx, jobs, args.backend)
-    return datasets, runs, store, profile
+    per_dataset = {
+        dataset: collect(
+            [(row, seed, chain[-1]) for d, row, seed, chain in runs if d == dataset], store
+        )
+        for dataset in datasets
+    }
+    return profile, per_dataset
 
 
 def print_plan(the_plan, runs) -> None:
