@@ -25,8 +25,16 @@ Each loader takes the dataset's own directory (what `dataset_dir` returns) and g
         imgs/<sessionId>/<imageName>
 
 AVA distributions are the normalised vote counts and the score is their mean rating; rows
-without votes are skipped with one warning per file. Where a dataset has no official validation
-split (AVA without val.csv, TAD66K, PARA), a seeded random `val_fraction` of train becomes val.
+without votes are skipped with one warning per file.
+
+Group ids (BIAA's meta-learning tasks) are AVA's challenge id (the last field of AVA.txt, `tag3`
+of the CSV form), PARA's `sessionId`, and TAD66K's theme: the name of the per-theme file under
+`labels/unmerge/{train,test}/<theme>.csv` that lists the image (none when that folder is absent).
+AADB's score lists name no group, so AADB has none. Each image's aspect ratio (width / height of
+the file, for HGCN) is read from its header with the check below.
+
+Where a dataset has no official validation split (AVA without val.csv, TAD66K, PARA), a seeded
+random `val_fraction` of train becomes val.
 
 Every listed image must exist and PIL must read its header (no decoding). Bad images are skipped
 with one warning per split, unless there are more than `max_bad_images` of them, which is an
@@ -74,6 +82,7 @@ class _Row:
     image: Path
     score: float
     dist: np.ndarray | None = None
+    group: str | None = None
 
 
 # --- reading annotation files ---------------------------------------------------------------
@@ -136,7 +145,9 @@ def _score(text: str, low: float, high: float, path: Path, lineno: int, what: st
 # --- per-dataset row parsers ----------------------------------------------------------------
 
 
-def _ava_row(image_id: str, counts: list[str], root: Path, path: Path, lineno: int) -> _Row | None:
+def _ava_row(
+    image_id: str, counts: list[str], challenge: str, root: Path, path: Path, lineno: int
+) -> _Row | None:
     """An AVA row from its 10 vote counts, or None when nobody voted."""
     votes = np.array(
         [
@@ -150,7 +161,8 @@ def _ava_row(image_id: str, counts: list[str], root: Path, path: Path, lineno: i
     if total == 0:
         return None
     dist = votes / total
-    return _Row(image_id, root / "images" / f"{image_id}.jpg", float(dist @ RATINGS), dist)
+    image = root / "images" / f"{image_id}.jpg"
+    return _Row(image_id, image, float(dist @ RATINGS), dist, challenge)
 
 
 def _voted(path: Path, rows: list[_Row | None]) -> list[_Row]:
@@ -166,7 +178,10 @@ def _ava_csv(path: Path, root: Path) -> list[_Row]:
     rows = _csv_rows(path, ["image_id", *AVA_CSV_COUNTS])
     return _voted(
         path,
-        [_ava_row(r["image_id"], [r[c] for c in AVA_CSV_COUNTS], root, path, n) for n, r in rows],
+        [
+            _ava_row(r["image_id"], [r[c] for c in AVA_CSV_COUNTS], r.get("tag3"), root, path, n)
+            for n, r in rows
+        ],
     )
 
 
@@ -179,7 +194,7 @@ def _ava_txt(path: Path, root: Path) -> list[_Row]:
             raise UserError(
                 f"{path}, line {lineno}: expected {AVA_TXT_FIELDS} fields, found {len(fields)}"
             )
-        rows.append(_ava_row(fields[1], fields[2 : 2 + NUM_BINS], root, path, lineno))
+        rows.append(_ava_row(fields[1], fields[2 : 2 + NUM_BINS], fields[-1], root, path, lineno))
     return _voted(path, rows)
 
 
@@ -198,10 +213,27 @@ def _aadb_rows(path: Path, root: Path) -> list[_Row]:
     return rows
 
 
-def _tad66k_rows(path: Path, root: Path) -> list[_Row]:
+def _tad66k_themes(folder: Path) -> dict[str, str]:
+    """Image -> theme, from the per-theme files `<folder>/<theme>.csv` (empty if none)."""
+    if not folder.is_dir():
+        return {}
+    return {
+        r["image"]: theme_file.stem
+        for theme_file in sorted(folder.glob("*.csv"))
+        for _, r in _csv_rows(theme_file, ["image"])
+    }
+
+
+def _tad66k_rows(path: Path, root: Path, split: str) -> list[_Row]:
     """Rows of one TAD66K merged CSV file; scores are already on 10 points."""
+    themes = _tad66k_themes(root / "labels" / "unmerge" / split)
     return [
-        _Row(r["image"], root / "images" / r["image"], _score(r["score"], 0, 10, path, n, "score"))
+        _Row(
+            r["image"],
+            root / "images" / r["image"],
+            _score(r["score"], 0, 10, path, n, "score"),
+            group=themes.get(r["image"]),
+        )
         for n, r in _csv_rows(path, ["image", "score"])
     ]
 
@@ -214,6 +246,7 @@ def _para_rows(path: Path, root: Path) -> list[_Row]:
             f"{r['sessionId']}/{r['imageName']}",
             root / "imgs" / r["sessionId"] / r["imageName"],
             2 * _score(r[column], 1, 5, path, n, column),
+            group=r["sessionId"],
         )
         for n, r in _csv_rows(path, ["imageName", "sessionId", column])
     ]
@@ -222,22 +255,27 @@ def _para_rows(path: Path, root: Path) -> list[_Row]:
 # --- from rows to splits --------------------------------------------------------------------
 
 
-def _readable(path: Path) -> bool:
-    """Whether `path` is an image whose header PIL can read (the pixels are not decoded)."""
+def _aspect(path: Path) -> float | None:
+    """Width / height of an image whose header PIL can read (the pixels are not decoded), or
+    None when the file is missing or unreadable."""
     try:
-        with Image.open(path):
-            return True
+        with Image.open(path) as image:
+            width, height = image.size
+        return width / height
     except Exception:  # any failure to open means the file is unusable
-        return False
+        return None
 
 
-def _keep_readable(rows: list[_Row], where: str) -> list[_Row]:
-    """Drop rows whose image is missing or unreadable: one warning, or an error past the limit."""
+def _keep_readable(rows: list[_Row], where: str) -> tuple[list[_Row], np.ndarray]:
+    """Drop rows whose image is missing or unreadable (one warning, or an error past the
+    limit); return the kept rows and their images' aspect ratios."""
     with ThreadPoolExecutor() as pool:
-        ok = list(pool.map(_readable, [row.image for row in rows]))
+        aspects = list(pool.map(_aspect, [row.image for row in rows]))
+    ok = [aspect is not None for aspect in aspects]
+    kept_aspects = np.array([a for a in aspects if a is not None], dtype=np.float32)
     bad = [row.image for row, good in zip(rows, ok, strict=True) if not good]
     if not bad:
-        return rows
+        return rows, kept_aspects
     limit = max_bad_images(len(rows))
     if len(bad) > limit:
         raise UserError(
@@ -250,14 +288,22 @@ def _keep_readable(rows: list[_Row], where: str) -> list[_Row]:
         f"unreadable: {shown}",
         stacklevel=2,
     )
-    return [row for row, good in zip(rows, ok, strict=True) if good]
+    return [row for row, good in zip(rows, ok, strict=True) if good], kept_aspects
 
 
-def _split(rows: list[_Row], source: Path, split: str) -> Split:
+def _group_codes(*row_lists: list[_Row]) -> dict[str, int]:
+    """One integer per group name of a dataset (sorted names -> 0, 1, ...), so that a group has
+    the same id in every split; empty when no row names a group."""
+    names = {row.group for rows in row_lists for row in rows if row.group is not None}
+    return {name: k for k, name in enumerate(sorted(names))}
+
+
+def _split(rows: list[_Row], source: Path, split: str, groups: dict[str, int]) -> Split:
     """A Split of the rows whose images are usable; an error if none are left."""
     where = f"{source} ({split} split)"
+    aspects = np.empty(0, dtype=np.float32)
     if rows:
-        rows = _keep_readable(rows, where)
+        rows, aspects = _keep_readable(rows, where)
     if not rows:
         raise UserError(f"{where}: the split is empty")
     return Split(
@@ -265,6 +311,9 @@ def _split(rows: list[_Row], source: Path, split: str) -> Split:
         scores=np.array([row.score for row in rows], dtype=np.float32),
         dists=None if rows[0].dist is None else np.stack([r.dist for r in rows]).astype(np.float32),
         ids=[row.id for row in rows],
+        aspect=aspects,
+        # -1: a row without a group in a dataset that has them
+        group=np.array([groups.get(r.group, -1) for r in rows], dtype=np.int64) if groups else None,
     )
 
 
@@ -292,12 +341,13 @@ def _dataset(
     seed: int,
 ) -> IAADataset:
     """Build the splits; without an official `val`, carve one out of train."""
-    train_split = _split(*train, "train")
+    groups = _group_codes(train[0], test[0], val[0] if val else [])
+    train_split = _split(*train, "train", groups)
     if val is None:
         train_split, val_split = _carve_val(train_split, train[1], val_fraction, seed)
     else:
-        val_split = _split(*val, "val")
-    return IAADataset(name, label_kind, train_split, val_split, _split(*test, "test"))
+        val_split = _split(*val, "val", groups)
+    return IAADataset(name, label_kind, train_split, val_split, _split(*test, "test", groups))
 
 
 # --- public loaders -------------------------------------------------------------------------
@@ -347,8 +397,8 @@ def load_tad66k(root: Path, val_fraction: float = 0.1, seed: int = 0) -> IAAData
     """TAD66K from labels/merge/{train,test}.csv; val is carved from train."""
     root = Path(root)
     train_file, test_file = (root / "labels" / "merge" / f"{s}.csv" for s in ("train", "test"))
-    train = (_tad66k_rows(train_file, root), train_file)
-    test = (_tad66k_rows(test_file, root), test_file)
+    train = (_tad66k_rows(train_file, root, "train"), train_file)
+    test = (_tad66k_rows(test_file, root, "test"), test_file)
     return _dataset("tad66k", "scalar", train, None, test, val_fraction, seed)
 
 

@@ -60,12 +60,14 @@ def _pool_from_others(name: str, data_root: Path, n_max: int, seed: int) -> Spli
         return None
     paths = [p for split in others for p in split.images]
     ids = [i for split in others for i in split.ids]
+    aspects = np.concatenate([split.aspect_ratios() for split in others])
     pick = np.random.default_rng(seed).permutation(len(paths))[:n_max]
     return Split(
         images=[paths[i] for i in pick],
         scores=np.full(len(pick), np.nan, dtype=np.float32),
         dists=None,
         ids=[ids[i] for i in pick],
+        aspect=aspects[pick],  # no group: the other datasets' group ids mean other things
     )
 
 

@@ -52,6 +52,13 @@ type, lighting direction, exposure direction) keeps any single attribute from be
 cue, as do the per-attribute noise and the raters. The difficulty knobs sit together in
 :class:`Difficulty`; :data:`DIFFICULTY` is the default.
 
+Every image also has a *scene category*, its background texture (gradient, vignette, stripes,
+clouds, horizon) times its subject's outline (round: circle, blob or flower; or a polygon):
+:data:`N_SCENES` = 10 categories, read off nuisance draws the generator makes anyway, so
+adding it changed no image or label. It is independent of quality and plays the part of a
+theme: the group id of BIAA's meta-learning tasks (as AVA's challenges) and the label on which
+TANet's theme network is pre-trained (as Places365 scenes).
+
 The ``unlabeled`` split is the pool for self-training: drawn from the three *other* presets in
 about equal thirds, labels withheld, no larger than the training split (Appendix A.2).
 """
@@ -345,6 +352,7 @@ _ATTRIBUTES = (
 )
 _MAX_CLUTTER = 6  # garish spots on the least harmonious images
 _N_TEXTURES = 5  # gradient, vignette, stripes, clouds, horizon
+N_SCENES = 2 * _N_TEXTURES  # scene category = texture x (round subject | polygon subject)
 _PIXEL_BUDGET = 1 << 19  # pixels per rendered chunk (bounds memory at large sizes)
 _MAX_THREADS = 4  # rendering threads, at most (numpy releases the GIL in array arithmetic)
 
@@ -577,6 +585,22 @@ def render_images(
     difficulty: Difficulty = DIFFICULTY,
 ) -> np.ndarray:
     """Render one image per true score, uint8 RGB of shape (n, img_size, img_size, 3)."""
+    return render_scenes(true_scores, preset, img_size, rng, difficulty)[0]
+
+
+def scene_category(params: dict[str, np.ndarray]) -> np.ndarray:
+    """(n,) int64 scene category in [0, N_SCENES): background texture x subject outline."""
+    return params["texture"].astype(np.int64) * 2 + params["polygon"].astype(np.int64)
+
+
+def render_scenes(
+    true_scores: np.ndarray,
+    preset: str | Preset,
+    img_size: int,
+    rng: np.random.Generator,
+    difficulty: Difficulty = DIFFICULTY,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`render_images` and each image's :func:`scene_category` (the same draws)."""
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     params = _scene_params(np.asarray(true_scores, dtype=np.float64), preset, rng, difficulty)
     n = len(true_scores)
@@ -591,7 +615,7 @@ def render_images(
 
     with ThreadPoolExecutor(max_workers=min(_MAX_THREADS, _usable_cpus())) as pool:
         list(pool.map(render, starts, chunk_rngs))
-    return out
+    return out, scene_category(params)
 
 
 # ------------------------------------------------------------------------------------- dataset
@@ -621,9 +645,9 @@ def _labeled_split(
     code = list(PRESETS).index(spec.name)
     rng = _rng(seed, code, SPLITS.index(split))
     labels = sample_labels(spec, n, rng, difficulty)
-    images = render_images(labels.true_scores, spec, img_size, rng, difficulty)
+    images, scenes = render_scenes(labels.true_scores, spec, img_size, rng, difficulty)
     ids = [f"{spec.name}/{split}/{i:06d}" for i in range(n)]
-    return Split(images=images, scores=labels.scores, dists=labels.dists, ids=ids)
+    return Split(images=images, scores=labels.scores, dists=labels.dists, ids=ids, group=scenes)
 
 
 def _unlabeled_split(
@@ -633,11 +657,13 @@ def _unlabeled_split(
     code = list(PRESETS).index(spec.name)
     others = [p for p in PRESETS.values() if p is not spec]
     shares = [n // len(others) + (i < n % len(others)) for i in range(len(others))]
-    images, ids = [], []
+    images, scenes, ids = [], [], []
     for other, share in zip(others, shares, strict=True):
         rng = _rng(seed, code, SPLITS.index("unlabeled"), list(PRESETS).index(other.name))
         true_scores = sample_labels(other, share, rng, difficulty).true_scores
-        images.append(render_images(true_scores, other, img_size, rng, difficulty))
+        rendered, scene = render_scenes(true_scores, other, img_size, rng, difficulty)
+        images.append(rendered)
+        scenes.append(scene)
         ids += [f"{other.name}/pool/{i:06d}" for i in range(share)]
     perm = _rng(seed, code, SPLITS.index("unlabeled"), len(PRESETS)).permutation(n)
     return Split(
@@ -645,6 +671,7 @@ def _unlabeled_split(
         scores=np.full(n, np.nan, dtype=np.float32),
         dists=None,
         ids=[ids[i] for i in perm],
+        group=np.concatenate(scenes)[perm],
     )
 
 
@@ -699,6 +726,7 @@ def _to_arrays(data: IAADataset) -> dict[str, np.ndarray]:
         arrays[f"{split}_images"] = part.images
         arrays[f"{split}_scores"] = part.scores
         arrays[f"{split}_ids"] = np.array(part.ids)
+        arrays[f"{split}_groups"] = part.group
         if part.dists is not None:
             arrays[f"{split}_dists"] = part.dists
     return arrays
@@ -715,8 +743,9 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> IAADataset:
             scores=arrays[f"{split}_scores"],
             dists=arrays.get(f"{split}_dists"),
             ids=arrays[f"{split}_ids"].tolist(),
+            group=arrays[f"{split}_groups"],
         )
-        lengths = {len(part.images), len(part.scores), len(part.ids)}
+        lengths = {len(part.images), len(part.scores), len(part.ids), len(part.group)}
         if part.dists is not None:
             lengths.add(len(part.dists))
         if len(lengths) != 1:
@@ -752,7 +781,8 @@ def load_synth(
     """:func:`generate`, cached in one compressed .npz under ``cache_dir/synth/``.
 
     The file name carries every input and :data:`GENERATOR_VERSION`; a cache that cannot be
-    read back in full is regenerated and replaced.
+    read back in full is regenerated and replaced (a cache written before scene categories
+    were stored lacks them: it is regenerated, with the same images and labels).
     """
     _check_args(preset, img_size, sizes, seed)
     path = cache_path(preset, img_size, sizes, seed, cache_dir, difficulty=difficulty)

@@ -3,6 +3,12 @@
 Scores are always on the paper's 10-point scale (Figure 1). Distribution datasets (AVA and
 synth-ava) also carry 10-bin rating distributions for ratings 1..10; scalar datasets carry
 `dists=None` and are trained with MSE (paper, Appendix A.2).
+
+Beyond pixels and labels, a split carries what some models need per image (DESIGN.md,
+"Baselines"): `aspect`, the width / height of the image as it was before any resize (HGCN's
+layout-aware adjacency), and `group`, an integer group id (BIAA's meta-learning tasks, TANet's
+theme pre-training on the embedded benchmark): AVA's challenge, TAD66K's theme, PARA's
+session, the embedded benchmark's scene category.
 """
 
 from __future__ import annotations
@@ -27,9 +33,17 @@ class Split:
     scores: np.ndarray
     dists: np.ndarray | None
     ids: list[str]
+    aspect: np.ndarray | None = None  # (N,) float32 width / height; None: square images
+    group: np.ndarray | None = None  # (N,) int64 group ids; None: the dataset has no groups
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def aspect_ratios(self) -> np.ndarray:
+        """(N,) float32 width / height of each image (1.0 for square in-memory images)."""
+        if self.aspect is not None:
+            return self.aspect
+        return np.ones(len(self), dtype=np.float32)
 
     def subset(self, index: np.ndarray) -> Split:
         images = (
@@ -42,6 +56,8 @@ class Split:
             scores=self.scores[index],
             dists=None if self.dists is None else self.dists[index],
             ids=[self.ids[i] for i in index],
+            aspect=None if self.aspect is None else self.aspect[index],
+            group=None if self.group is None else self.group[index],
         )
 
 
