@@ -3,6 +3,11 @@
 Without --data-root the embedded long-tailed benchmark stands in for the paper's datasets
 (synth-ava for AVA, ...); with it, the real datasets are read in their official formats.
 Every stage is cached under results/runs/; a rerun reuses them, --force recomputes.
+
+One model, one run:   python run_all.py --model nima [--methods tfa,flsa,apds]
+A table on a model:   python run_all.py --table 4 --model tanet
+A released model:     python run_all.py --model tanet --weights tanet=SRCC_758_LCC_765.pth \
+                          --eval-only --profile paper --dataset ava --data-root /data/iaa
 """
 
 from __future__ import annotations
@@ -24,6 +29,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", help="which table to reproduce (see --list)")
     p.add_argument("--figure", help="which figure to reproduce: 5 (the tau1 x tau2 heatmap)")
+    p.add_argument(
+        "--model", help="a table on this model instead of its own, or alone: one run of it"
+    )
+    p.add_argument("--methods", help="with --model alone: the run's methods, e.g. tfa,flsa,apds")
+    p.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="with --model alone: evaluate its --weights (a trained model) without training",
+    )
     p.add_argument("--dataset", help="run on this dataset instead of the table's default")
     p.add_argument("--profile", default="cpu", help="smoke | cpu (default) | paper")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1; cells show mean ± std")
@@ -39,8 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--weights",
         action="append",
         default=[],
-        metavar="MODEL=FILE",
-        help="backbone weights from a local file, e.g. swinv2=/ckpt/swinv2_base_window8_256.pth",
+        metavar="MODEL[.PART]=FILE",
+        help="weights from a local file, e.g. swinv2=/ckpt/swinv2_base_window8_256.pth; a model "
+        "with several pretrained parts takes one per part (tanet.theme=resnet18_places365.pth.tar)",
     )
     p.add_argument("--results", type=Path, default=Path("results"), help="results store")
     p.add_argument("--force", action="store_true", help="recompute stored stages")
@@ -57,12 +72,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--emd", choices=["per_sample", "batch_rms"], help="EMD form (batch_rms: official code)"
     )
     args = p.parse_args(argv)
-    if not args.list and not (args.table or args.figure):
-        p.error("give --table or --figure (or --list)")
+    if not args.list and not (args.table or args.figure or args.model):
+        p.error("give --table, --figure or --model (or --list)")
     if args.table and args.figure:
         p.error("give --table or --figure, not both")
     if (args.tau1_grid or args.tau2_grid) and not args.figure:
         p.error("--tau1-grid and --tau2-grid apply to --figure 5")
+    if (args.methods or args.eval_only) and (args.table or args.figure):
+        p.error("--methods and --eval-only go with --model alone (one run), not a table")
+    if args.eval_only and args.methods:
+        p.error("--eval-only evaluates trained weights: it takes no --methods")
     return args
 
 
@@ -75,6 +94,9 @@ def print_list() -> None:
     print("models:")
     for name, description in list_models().items():
         print(f"  {name:10s} {description}")
+    print(
+        "  (one run: --model NAME [--methods tfa,flsa,apds]; a table on it: --table 4 --model NAME)"
+    )
     print("methods: tfa (feature|pixel level; elta|random|threshold sampling), flsa, apds")
     print("datasets:", ", ".join(dataset_names()))
     print("tables:")
@@ -87,21 +109,23 @@ def print_list() -> None:
         print(f"  {name:10s} {profile.description}")
 
 
-def _weights(pairs: list[str]) -> dict[str, str]:
+def _weights(pairs: list[str]) -> dict[str, dict[str, str]]:
+    """--weights MODEL[.PART]=FILE -> {model: {part: absolute path}}; part "auto" without one."""
     from baselines import list_models
 
-    out = {}
+    out: dict[str, dict[str, str]] = {}
     for pair in pairs:
-        model, sep, path = pair.partition("=")
-        if not sep or not path:
-            raise UserError(f"--weights takes MODEL=FILE, got '{pair}'")
+        target, sep, path = pair.partition("=")
+        model, dot, part = target.partition(".")
+        if not sep or not path or not model or (dot and not part):
+            raise UserError(f"--weights takes MODEL[.PART]=FILE, got '{pair}'")
         if model not in list_models():
             raise UserError(
                 f"--weights: unknown model '{model}'; valid: {', '.join(list_models())}"
             )
         if not Path(path).is_file():
             raise UserError(f"{path}: weights file not found")
-        out[model] = str(Path(path).resolve())
+        out.setdefault(model, {})[part or "auto"] = str(Path(path).resolve())
     return out
 
 
@@ -111,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             print_list()
             return 0
-        return run_figure(args) if args.figure else run_table(args)
+        if args.figure:
+            return run_figure(args)
+        return run_table(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -121,13 +147,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_table(args: argparse.Namespace) -> int:
+    """A table of the paper, or (--model alone) a one-row table of a single run."""
+    from baselines import model_entry
     from bench.data.registry import paper_dataset
     from tables.make import caption, write_table
-    from tables.specs import get_table
+    from tables.specs import get_table, single_run
 
-    spec = get_table(args.table)
-    rows = [(row.key, row.options) for row in spec.rows]
-    done = _run_rows(args, rows, spec.model, spec.paper_datasets)
+    if args.table:
+        spec = get_table(args.table)
+        rows = [row.row(args.model) for row in spec.rows]
+    else:
+        model_entry(args.model)  # UserError for an unknown name
+        methods = [m.strip() for m in (args.methods or "").split(",") if m.strip()]
+        spec = single_run(args.model, methods)
+        rows = [row.row() for row in spec.rows]
+    done = _run_rows(args, rows, spec.paper_datasets)
     if done is None:
         return 0
     profile, per_dataset = done
@@ -166,13 +200,17 @@ def _grid(text: str | None, default: tuple[float, ...], flag: str) -> list[float
 def run_figure(args: argparse.Namespace) -> int:
     if args.figure != "5":
         raise UserError(f"unknown figure '{args.figure}'; valid figures: 5")
+    from bench.grid import Row
     from figures.tau_heatmap import TAU1_GRID, TAU2_GRID, draw, summarise
 
     tau1s = _grid(args.tau1_grid, TAU1_GRID, "--tau1-grid")
     tau2s = _grid(args.tau2_grid, TAU2_GRID, "--tau2-grid")
     cells = {f"tau1={t1:g},tau2={t2:g}": (t1, t2) for t1 in tau1s for t2 in tau2s}
-    rows = [(key, {"tfa": True, "tau1": t1, "tau2": t2}) for key, (t1, t2) in cells.items()]
-    done = _run_rows(args, rows, "swinv2", ["AVA"])
+    model = args.model or "swinv2"
+    rows = [
+        Row(key, model, {"tfa": True, "tau1": t1, "tau2": t2}) for key, (t1, t2) in cells.items()
+    ]
+    done = _run_rows(args, rows, ["AVA"])
     if done is None:
         return 0
     profile, per_dataset = done
@@ -191,33 +229,34 @@ def run_figure(args: argparse.Namespace) -> int:
     return _exit_code(per_dataset)
 
 
-def _run_rows(
-    args: argparse.Namespace, rows: list[tuple[str, dict]], model: str, paper_datasets: list[str]
-) -> tuple | None:
-    """Plan every (dataset, row, seed), run what the store lacks, and return the profile and,
-    per dataset, one record per (row, seed) of its final stage (`tables.make.collect`);
-    None after a dry run. A row is a key and its MethodOptions fields (flsa: True turns FLSA
-    on at --flsa-weight); the command line's method options apply under each row's own."""
+def _run_rows(args: argparse.Namespace, rows: list, paper_datasets: list[str]) -> tuple | None:
+    """Plan every (dataset, row, seed) of the rows (`bench.grid.Row`), run what the store
+    lacks, and return the profile and, per dataset, one record per (row, seed) of its final
+    stage (`tables.make.collect`); None after a dry run. The command line's method options
+    apply under each row's own."""
+    from baselines import create_model
     from bench.data.registry import check_name, load_dataset
+    from bench.grid import FLSA_WEIGHT_DEFAULT, describe, plan_grid
     from bench.methods import MethodOptions
-    from bench.plan import Context, RunRequest, stages_for
+    from bench.plan import Context
     from bench.profiles import get_profile
     from bench.runner import check_settings, default_jobs, execute, plan
     from bench.store import Store
     from tables.make import collect
-    from tables.specs import FLSA_WEIGHT_DEFAULT
 
-    for name in ("seeds", "jobs"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UserError(f"--{name} must be >= 1 (got {getattr(args, name)})")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1 (got {args.jobs})")
     profile = get_profile(args.profile)
     weights = _weights(args.weights)
-    if profile.name == "paper" and model not in weights:
-        print(
-            f"warning: profile paper without --weights {model}=FILE trains the backbone "
-            "from random initialisation (the paper starts from ImageNet weights)",
-            file=sys.stderr,
-        )
+    if args.eval_only and args.model not in weights:
+        raise UserError(f"--eval-only needs the trained model's file: --weights {args.model}=FILE")
+    if profile.name == "paper" and not args.eval_only:
+        for model in sorted({row.model for row in rows} - set(weights)):
+            print(
+                f"warning: profile paper without --weights {model}=FILE trains {model} "
+                "from random initialisation (the paper starts from ImageNet weights)",
+                file=sys.stderr,
+            )
     if args.data_root is not None and not args.data_root.is_dir():
         raise UserError(f"{args.data_root}: data root not found")
     datasets = (
@@ -227,7 +266,7 @@ def _run_rows(
     )
     for name in datasets:
         check_name(name)
-    overrides = {
+    common = {
         key: value
         for key, value in dict(
             tfa_pairs=args.tfa_pairs, tau1=args.tau1, tau2=args.tau2, emd_form=args.emd
@@ -235,30 +274,23 @@ def _run_rows(
         if value is not None
     }
     flsa_weight = FLSA_WEIGHT_DEFAULT if args.flsa_weight is None else args.flsa_weight
-    MethodOptions(**overrides, flsa_weight=flsa_weight)  # validate before anything runs
-
-    runs = []
-    for dataset in datasets:
-        for key, row_options in rows:
-            options = {**overrides, **row_options}
-            flsa_on = options.pop("flsa", False)
-            opts = MethodOptions(**options, flsa_weight=flsa_weight if flsa_on else 0.0)
-            for seed in range(args.seeds):
-                request = RunRequest(
-                    dataset=dataset,
-                    model=model,
-                    profile=profile.name,
-                    seed=seed,
-                    options=opts,
-                    data_root=str(args.data_root.resolve()) if args.data_root else None,
-                    weights=weights.get(model),
-                )
-                runs.append((dataset, key, seed, stages_for(request)))
+    MethodOptions(**common, flsa_weight=flsa_weight)  # validate before anything runs
+    cells = plan_grid(
+        datasets,
+        rows,
+        args.seeds,
+        profile.name,
+        common,
+        flsa_weight,
+        args.data_root,
+        weights,
+        args.eval_only,
+    )
 
     store = Store(args.results)
-    the_plan = plan([chain for *_, chain in runs], store, args.force)
+    the_plan = plan([cell.chain for cell in cells], store, args.force)
     if args.dry_run:
-        print_plan(the_plan, runs)
+        print_plan(the_plan, describe(cells))
         return None
 
     if len(the_plan.cached) < len(the_plan.stages):
@@ -268,21 +300,21 @@ def _run_rows(
         for dataset in datasets:  # fail early on bad data; generates the embedded benchmark
             root = args.data_root.resolve() if args.data_root else None
             load_dataset(dataset, profile, root, ctx.cache_dir)
+        for model, parts in weights.items():  # fail early on bad weight files
+            if any(row.model == model for row in rows):
+                create_model(model, profile.name, parts)
         execute(the_plan, ctx, jobs, args.backend)
     per_dataset = {
         dataset: collect(
-            [(row, seed, chain[-1]) for d, row, seed, chain in runs if d == dataset], store
+            [(cell.row, cell.seed, cell.chain[-1]) for cell in cells if cell.dataset == dataset],
+            store,
         )
         for dataset in datasets
     }
     return profile, per_dataset
 
 
-def print_plan(the_plan, runs) -> None:
-    serves: dict[str, list[str]] = {}
-    for dataset, row_key, seed, chain in runs:
-        for stage in chain:
-            serves.setdefault(stage.id, []).append(f"{dataset}/{row_key}/seed{seed}")
+def print_plan(the_plan, serves: dict[str, list[str]]) -> None:
     for stage in the_plan.stages:
         state = "cached" if stage.id in the_plan.cached else "to run"
         print(f"{stage.id}  {stage.kind:9s}  {state:6s}  {', '.join(serves[stage.id])}")

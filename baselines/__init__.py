@@ -1,5 +1,5 @@
 """Model registry (see models.toml)."""
 
-from baselines.registry import create_model, list_models, model_config
+from baselines.registry import create_model, list_models, model_config, model_entry
 
-__all__ = ["create_model", "list_models", "model_config"]
+__all__ = ["create_model", "list_models", "model_config", "model_entry"]

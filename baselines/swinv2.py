@@ -3,6 +3,12 @@
 As the official ELTA code: timm's Swin V2, tokens average-pooled to one feature vector, and the
 EMD head Linear(D, 64)-ReLU-Linear(64, 10). The head serves scalar datasets too (their loss is
 MSE on the expected score, paper Section 3.1), so APDS applies to every dataset.
+
+The pooled feature is the average of the last stage's tokens (timm's `num_classes=0` output),
+the vector the official code's `features` return and its mixup and similarity loss act on.
+
+Weights: one part, the backbone, in timm's layout (an ImageNet `swinv2_base_window8_256` file;
+`--weights swinv2=FILE` or `swinv2.backbone=FILE`).
 """
 
 from __future__ import annotations
@@ -13,23 +19,26 @@ import timm
 import torch
 from torch import nn
 
+from baselines.timm_weights import load_backbone
 from bench.data.types import NUM_BINS
+from bench.errors import UserError
 
 
 class SwinV2IAA(nn.Module):
+    needs: tuple[str, ...] = ()
+
     def __init__(
         self, timm_name: str, img_size: int, timm_kwargs: dict, weights: Path | None = None
     ):
         super().__init__()
-        overlay = dict(file=str(weights)) if weights is not None else None
         self.backbone = timm.create_model(
             timm_name,
-            pretrained=weights is not None,
-            pretrained_cfg_overlay=overlay,
             num_classes=0,  # pooled features out: global average over the tokens
             img_size=img_size,
             **timm_kwargs,
         )
+        if weights is not None:
+            load_backbone(self.backbone, weights, f"timm {timm_name}")
         self.feature_dim = self.backbone.num_features
         self.head = nn.Sequential(
             nn.Linear(self.feature_dim, 64), nn.ReLU(), nn.Linear(64, NUM_BINS)
@@ -45,6 +54,10 @@ class SwinV2IAA(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build(weights: Path | None = None, **config) -> SwinV2IAA:
+def build(weights: dict[str, Path] | None = None, **config) -> SwinV2IAA:
     """The registry's entry point (configs in models.toml)."""
-    return SwinV2IAA(weights=weights, **config)
+    parts = dict(weights or {})
+    unknown = set(parts) - {"auto", "backbone"}
+    if unknown:
+        raise UserError(f"swinv2 has one weights part, 'backbone' (got {', '.join(unknown)})")
+    return SwinV2IAA(weights=parts.get("backbone", parts.get("auto")), **config)

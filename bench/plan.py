@@ -4,8 +4,12 @@ that listing, dry runs and re-rendering cached tables start in an instant.
 A stage's id is the hash of its canonical config, which includes its parent's config, so runs
 that share a prefix (Table 4's rows with and without APDS) share the stored round 1:
 
+    pretrain   a model part the harness pre-trains before round 1 when no file gives it (TANet's
+               theme network on the embedded benchmark's scene categories); one per dataset,
+               model config and profile, shared by every seed and method, as a file would be
     round1     train (with TFA / FLSA if asked), evaluate the best-on-validation checkpoint
     selftrain  APDS search on validation, pseudo-labels for the pool, one self-training round
+    evaluate   no training: a trained checkpoint (a released model) evaluated on test
 """
 
 from __future__ import annotations
@@ -41,37 +45,51 @@ class RunRequest:
     seed: int
     options: MethodOptions
     data_root: str | None = None
-    weights: str | None = None
+    weights: dict[str, str] | None = None  # part -> local file ("auto": recognised by keys)
+    eval_only: bool = False  # evaluate `weights` on test, no training
 
 
 def stages_for(run: RunRequest) -> list[Stage]:
     """The chain of stages of one run, the last one holding its final metrics."""
     profile = get_profile(run.profile)
-    round1 = Stage(
-        "round1",
-        {
-            "format": STAGE_FORMAT,
-            "stage": "round1",
-            "dataset": run.dataset,
-            "data": data_identity(run.dataset, profile),
-            "data_root": None if run.dataset.startswith("synth-") else run.data_root,
-            "model": run.model,
-            "model_config": model_config(run.model, run.profile),
-            "weights": run.weights,
-            "profile": asdict(profile),
-            "seed": run.seed,
-            "method": run.options.round1_dict(),
-        },
-    )
+    config = model_config(run.model, run.profile)
+    where = {
+        "format": STAGE_FORMAT,
+        "dataset": run.dataset,
+        "data": data_identity(run.dataset, profile),
+        "data_root": None if run.dataset.startswith("synth-") else run.data_root,
+        "model": run.model,
+        "model_config": config,
+    }
+    if run.eval_only:
+        config = {**where, "weights": run.weights, "profile": asdict(profile)}
+        return [Stage("evaluate", {"stage": "evaluate", **config})]
+
+    pretrain = None
+    part = config.get("pretrain", {}).get("part")
+    if part is not None and part not in (run.weights or {}):
+        pretrain = Stage("pretrain", {"stage": "pretrain", **where, "profile": asdict(profile)})
+    round1_config = {
+        "format": STAGE_FORMAT,
+        "stage": "round1",
+        **where,
+        "weights": run.weights,
+        "profile": asdict(profile),
+        "seed": run.seed,
+        "method": run.options.round1_dict(),
+    }
+    if pretrain is not None:
+        round1_config["pretrain"] = pretrain.config
+    round1 = Stage("round1", round1_config, parent=pretrain)
     if not run.options.apds:
-        return [round1]
+        return [stage for stage in (pretrain, round1) if stage is not None]
     apds_config = {key: value for key, value in asdict(profile).items() if key.startswith("apds_")}
     selftrain = Stage(
         "selftrain",
         {"stage": "selftrain", "parent": round1.config, "apds": apds_config},
         parent=round1,
     )
-    return [round1, selftrain]
+    return [stage for stage in (pretrain, round1, selftrain) if stage is not None]
 
 
 @dataclass(frozen=True)

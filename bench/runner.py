@@ -172,7 +172,8 @@ def failed_upstream(stage: Stage, store: Store) -> dict:
     parent = store.status(stage.parent.id) or {}
     out = store.begin(stage.id)
     write_json(out / "config.json", stage.config)
-    status = {"status": "failed", "reason": f"round 1 failed ({parent.get('reason', 'unknown')})"}
+    reason = f"{stage.parent.kind} failed ({parent.get('reason', 'unknown')})"
+    status = {"status": "failed", "reason": reason}
     write_json(out / "status.json", status)
     store.commit(out, stage.id)
     return {"id": stage.id, **status}

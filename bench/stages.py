@@ -1,10 +1,15 @@
 """What each stage computes and stores (the stages and their ids: bench/plan.py).
 
+pretrain   pre-train a model part on the dataset's group labels (bench/pretrain.py); store it
 round1     train the model (with TFA / FLSA if asked); evaluate the best-on-validation
            checkpoint on the test set
 selftrain  APDS: grid search (beta, t) on a labelled subset of the validation split (eq. 9),
            pseudo-label the unlabeled pool with them (eq. 8), one self-training round from
            the round-1 weights (eq. 10), evaluate on the test set
+evaluate   build the model from trained weights and evaluate it on validation and test
+
+The training settings are the profile's, overridden by the model config's `recipe` (at the
+paper profile, the official code's optimizer, learning rate, batch, epochs and schedule).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 from queue import Queue
 
@@ -21,15 +27,27 @@ import timm
 import torch
 
 from baselines import create_model
+from baselines.registry import HARNESS_KEYS, model_module, procedure_class
 from bench.data.registry import load_dataset
 from bench.data.types import IAADataset
 from bench.methods import MethodOptions
 from bench.metrics import evaluate
 from bench.plan import Context, Stage
+from bench.pretrain import pretrain_part
 from bench.profiles import Profile, get_profile
 from bench.store import Store, code_version, write_json
-from bench.train import TrainSettings, predict_logits, predicted_scores, train_round
+from bench.train import (
+    Supervised,
+    TrainSettings,
+    predict_logits,
+    predicted_scores,
+    train_round,
+)
 from elta import apds
+
+RECIPE_SETTINGS = ("optimizer", "weight_decay", "momentum", "nesterov", "lr_step", "lr_gamma")
+# The other recipe keys: epochs, batch_size, lr, resize, param_lr, lr_milestones (read below);
+# loss, transform, source (documentation: what the official code does).
 
 # One CPU thread per stage: CPU results then do not depend on how many stages run at once
 # (floating-point sums are ordered by the thread count); parallelism comes from --jobs.
@@ -46,15 +64,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _settings(config: dict, profile: Profile, epochs: int, device: torch.device) -> TrainSettings:
+def _settings(
+    config: dict, profile: Profile, epochs: int | None, device: torch.device, model=None
+) -> TrainSettings:
+    """The profile's settings, overridden by the model's recipe; `epochs` None: the recipe's
+    (or the profile's) round-1 epochs. `model` gives the per-image inputs it needs."""
+    model_config = config["model_config"]
+    recipe = model_config.get("recipe", {})
     return TrainSettings(
-        epochs=epochs,
-        batch_size=profile.batch_size,
-        lr=profile.lr,
-        img_size=config["model_config"]["img_size"],
-        resize=profile.resize,
+        epochs=epochs if epochs is not None else recipe.get("epochs", profile.epochs),
+        batch_size=recipe.get("batch_size", profile.batch_size),
+        lr=recipe.get("lr", profile.lr),
+        img_size=model_config["img_size"],
+        resize=recipe.get("resize", profile.resize),
         num_workers=profile.num_workers,
         device=device,
+        needs=tuple(getattr(model, "needs", ())),
+        max_side=model_config.get("max_side"),
+        param_lr=dict(recipe.get("param_lr", {})),
+        lr_milestones=tuple(recipe.get("lr_milestones", ())),
+        **{key: recipe[key] for key in RECIPE_SETTINGS if key in recipe},
     )
 
 
@@ -63,10 +92,33 @@ def _load(config: dict, profile: Profile, ctx: Context) -> IAADataset:
     return load_dataset(config["dataset"], profile, root, ctx.cache_dir)
 
 
-def _model(config: dict):
-    weights = Path(config["weights"]) if config["weights"] else None
-    torch.manual_seed(config["seed"])
-    return create_model(config["model"], config["profile"]["name"], weights)
+def _model(config: dict, store: Store, stage: Stage):
+    """The run's model, from its seed, its weight files and a pre-trained part's stage."""
+    weights = config["weights"] or {}
+    if stage.parent is not None and stage.parent.kind == "pretrain":
+        part = config["model_config"]["pretrain"]["part"]
+        weights = {**weights, part: store.path(stage.parent.id) / f"{part}.pt"}
+    torch.manual_seed(config.get("seed", 0))
+    return create_model(config["model"], config["profile"]["name"], weights or None)
+
+
+def _train_round(model, config: dict, dataset, opts, settings, seed, log, on_epoch, pseudo=None):
+    """train_round with the model's own procedure (BIAA's meta-learning) where it has one."""
+    procedure = procedure_class(config["model"]) or Supervised
+    procedure_config = config["model_config"].get("procedure", {})
+    return train_round(
+        model,
+        dataset.train,
+        dataset.val,
+        opts,
+        settings,
+        seed,
+        log,
+        pseudo,
+        on_epoch,
+        procedure=procedure,
+        procedure_config=procedure_config,
+    )
 
 
 def _evaluate_and_store(model, dataset: IAADataset, settings, out: Path, metrics: dict):
@@ -82,13 +134,11 @@ def _evaluate_and_store(model, dataset: IAADataset, settings, out: Path, metrics
 
 
 def _train_and_store(
-    model, dataset, opts, settings, seed, out, log, on_epoch, pseudo=None, extra=None
+    model, config, dataset, opts, settings, seed, out, log, on_epoch, pseudo=None, extra=None
 ) -> dict:
     """Train a round, keep the best-on-validation weights, store them and their test results
     (with `extra` entries added to metrics.json)."""
-    result = train_round(
-        model, dataset.train, dataset.val, opts, settings, seed, log, pseudo, on_epoch
-    )
+    result = _train_round(model, config, dataset, opts, settings, seed, log, on_epoch, pseudo)
     result.curve.to_csv(out / "curve.csv", index=False)
     model.load_state_dict(result.state)
     torch.save(result.state, out / "model.pt")
@@ -98,15 +148,45 @@ def _train_and_store(
     return test
 
 
-def _round1(stage: Stage, out: Path, ctx: Context, log, on_epoch) -> None:
+def _pretrain(stage: Stage, out: Path, ctx: Context, log, on_epoch) -> None:
     config = stage.config
     profile = get_profile(config["profile"]["name"])
-    settings = _settings(config, profile, profile.epochs, resolve_device(ctx.device))
+    spec = config["model_config"]["pretrain"]
+    settings = _settings(config, profile, spec["epochs"], resolve_device(ctx.device))
+    settings = replace(settings, batch_size=profile.batch_size, lr=profile.lr)
+    build_config = {k: v for k, v in config["model_config"].items() if k not in HARNESS_KEYS}
+    torch.manual_seed(0)
+    network = getattr(model_module(config["model"]), f"{spec['part']}_network")(**build_config)
+    dataset = _load(config, profile, ctx)
+    state, curve = pretrain_part(network, dataset.train, dataset.val, settings, 0, log, on_epoch)
+    curve.to_csv(out / "curve.csv", index=False)
+    torch.save(state, out / f"{spec['part']}.pt")
+    best = curve.loc[curve.val_accuracy.idxmax()]
+    write_json(out / "metrics.json", {"val": {"accuracy": best.val_accuracy}, "epoch": best.epoch})
+    log(f"{spec['part']}: best validation accuracy {best.val_accuracy:.4f} (epoch {best.epoch})")
+
+
+def _round1(stage: Stage, store: Store, out: Path, ctx: Context, log, on_epoch) -> None:
+    config = stage.config
+    profile = get_profile(config["profile"]["name"])
+    model = _model(config, store, stage)
+    settings = _settings(config, profile, None, resolve_device(ctx.device), model)
     opts = MethodOptions(**config["method"])
-    model = _model(config)
-    _train_and_store(
-        model, _load(config, profile, ctx), opts, settings, config["seed"], out, log, on_epoch
-    )
+    dataset = _load(config, profile, ctx)
+    _train_and_store(model, config, dataset, opts, settings, config["seed"], out, log, on_epoch)
+
+
+def _evaluate(stage: Stage, out: Path, ctx: Context, log) -> None:
+    config = stage.config
+    profile = get_profile(config["profile"]["name"])
+    model = create_model(config["model"], profile.name, config["weights"])
+    settings = _settings(config, profile, 0, resolve_device(ctx.device), model)
+    model.to(settings.device)
+    dataset = _load(config, profile, ctx)
+    val_pred = predicted_scores(predict_logits(model, dataset.val, settings))
+    val = evaluate(val_pred, dataset.val.scores)
+    test = _evaluate_and_store(model, dataset, settings, out, {"val": val})
+    log(f"evaluated {json.dumps(config['weights'])}: test {json.dumps(test)}")
 
 
 def _pseudo_label(
@@ -169,14 +249,15 @@ def _selftrain(stage: Stage, store: Store, out: Path, ctx: Context, log, on_epoc
     profile = get_profile(config["profile"]["name"])
     device = resolve_device(ctx.device)
     dataset = _load(config, profile, ctx)
-    model = _model(config)
+    model = _model(config, store, stage.parent)
     model.load_state_dict(torch.load(store.path(stage.parent.id) / "model.pt", map_location="cpu"))
-    settings = _settings(config, profile, profile.st_epochs, device)
+    settings = _settings(config, profile, profile.st_epochs, device, model)
     model.to(device)
     pseudo, summary = _pseudo_label(model, dataset, settings, profile, config["seed"], out, log)
     opts = MethodOptions(**config["method"])
     _train_and_store(
         model,
+        config,
         dataset,
         opts,
         settings,
@@ -221,10 +302,14 @@ def run_stage(stage: Stage, ctx: Context, progress: Queue | None = None) -> dict
 
         log(f"{stage.kind} {stage.id}")
         try:
-            if stage.kind == "round1":
-                _round1(stage, out, ctx, log, on_epoch)
-            else:
+            if stage.kind == "pretrain":
+                _pretrain(stage, out, ctx, log, on_epoch)
+            elif stage.kind == "round1":
+                _round1(stage, store, out, ctx, log, on_epoch)
+            elif stage.kind == "selftrain":
                 _selftrain(stage, store, out, ctx, log, on_epoch)
+            else:
+                _evaluate(stage, out, ctx, log)
             status = {"status": "ok", "reason": ""}
         except Exception as err:  # recorded, so that the other runs still finish
             status = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}

@@ -4,12 +4,19 @@ The same round serves the first training and the APDS self-training round (eq. 1
 pseudo-labelled split, every step also draws a pseudo-labelled batch, and the loss is
 L_s (mean over labelled and mixed rows) + L_u (mean over pseudo-labelled rows).
 The checkpoint kept is the epoch with the best validation SRCC; the test set is never looked at.
+
+An epoch is a `Procedure`: `Supervised` (shuffled mini-batches, one optimizer step each) for
+every model but those whose method is a training procedure of its own (BIAA's bilevel
+meta-learning, `baselines/biaa.py`), which calls the same `training_loss`, so ELTA's modules
+plug into it unchanged. The optimizer and the learning-rate schedule follow the model's
+recipe (`TrainSettings`): Adam at the profile's learning rate unless a recipe says otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -17,7 +24,7 @@ import torch
 from torch import nn
 
 from bench import mixup_sampling
-from bench.data.loading import batches
+from bench.data.loading import Batch, batches
 from bench.data.types import Split
 from bench.losses import batch_loss
 from bench.methods import MethodOptions
@@ -39,10 +46,39 @@ class TrainSettings:
     resize: int | None
     num_workers: int
     device: torch.device
+    needs: tuple[str, ...] = ()  # the model's inputs beyond pixels (bench.data.loading)
+    max_side: int | None = None  # longer side of aspect-preserving input ("size" in needs)
+    optimizer: str = "adam"  # adam | sgd
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # sgd only
+    nesterov: bool = False  # sgd only
+    lr_step: int | None = None  # multiply the lr by lr_gamma every lr_step epochs
+    lr_milestones: tuple[int, ...] = ()  # ... or once after each of these epochs
+    lr_gamma: float = 0.1
+    param_lr: dict[str, float] = field(default_factory=dict)  # name prefix -> lr (first match)
 
     @property
     def amp(self) -> bool:
         return self.device.type == "cuda"  # bf16 autocast on GPUs
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """The recipe's optimizer over the trainable parameters, one group per learning rate."""
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            prefix = next((p for p in settings.param_lr if name.startswith(p)), None)
+            groups.setdefault(settings.param_lr.get(prefix, settings.lr), []).append(param)
+    params = [{"params": group, "lr": lr} for lr, group in groups.items()]
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=settings.lr,
+            momentum=settings.momentum,
+            nesterov=settings.nesterov,
+            weight_decay=settings.weight_decay,
+        )
+    return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
 
 
 @dataclass
@@ -50,6 +86,11 @@ class RoundResult:
     state: dict[str, torch.Tensor]  # weights of the best epoch, on the CPU
     best_epoch: int
     curve: pd.DataFrame
+
+
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of a model's weights on the CPU."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def label_scores(targets: torch.Tensor) -> torch.Tensor:
@@ -66,6 +107,29 @@ def _mixup_pairs(scores: torch.Tensor, opts: MethodOptions, generator: torch.Gen
     return tfa.sample_pairs(scores, opts.tfa_pairs, opts.tau1, opts.tau2, generator)
 
 
+def _mix_extras(extras: dict[str, torch.Tensor], i, j, lam) -> dict[str, torch.Tensor]:
+    """Per-image inputs of pixel-mixed rows: aspect ratios mixed like the images (eq. 1);
+    valid sizes of two padded images: the larger of the two in each dimension."""
+    mixed = {}
+    for name, value in extras.items():
+        if value.is_floating_point():
+            row = lam.to(value.dtype).view(-1, *([1] * (value.dim() - 1)))
+            mixed[name] = torch.cat([value, row * value[i] + (1 - row) * value[j]])
+        else:
+            mixed[name] = torch.cat([value, torch.maximum(value[i], value[j])])
+    return mixed
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, settings: TrainSettings):
+    """The recipe's learning-rate decay, stepped once per epoch (None: a constant lr)."""
+    if settings.lr_step:
+        return torch.optim.lr_scheduler.StepLR(optimizer, settings.lr_step, settings.lr_gamma)
+    if settings.lr_milestones:
+        milestones = list(settings.lr_milestones)
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, settings.lr_gamma)
+    return None
+
+
 def training_loss(
     model: nn.Module,
     x: torch.Tensor,
@@ -73,13 +137,17 @@ def training_loss(
     n_pseudo: int,
     opts: MethodOptions,
     generator: torch.Generator,
+    extras: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The loss of one step. The last `n_pseudo` rows of x are pseudo-labelled (eq. 10)."""
+    """The loss of one step. The last `n_pseudo` rows of x are pseudo-labelled (eq. 10).
+    `extras` are the model's per-image inputs beyond pixels (its `needs`)."""
+    extras = extras or {}
     n_labeled = len(x) - n_pseudo
     pairs = _mixup_pairs(label_scores(targets), opts, generator) if opts.tfa else None
     if pairs is not None and opts.tfa_level == "pixel":
         x, targets = tfa.mix_pairs(x, targets, *pairs)  # k = 0 in eq. 1
-    z = model.forward_features(x)
+        extras = _mix_extras(extras, *pairs)
+    z = model.forward_features(x, **extras)
     if pairs is not None and opts.tfa_level == "feature":
         z, targets = tfa.mix_pairs(z, targets, *pairs)
     logits = model.forward_head(z)
@@ -103,7 +171,7 @@ def predict_logits(model: nn.Module, split: Split, settings: TrainSettings) -> n
     """(N, 10) logits for every sample of a split, in order."""
     model.eval()
     out = []
-    for x, _, _ in batches(
+    for x, _, _, extras in batches(
         split,
         settings.batch_size * 2,
         train=False,
@@ -111,9 +179,11 @@ def predict_logits(model: nn.Module, split: Split, settings: TrainSettings) -> n
         device=settings.device,
         generator=torch.Generator(),
         num_workers=settings.num_workers,
+        needs=settings.needs,
+        max_side=settings.max_side,
     ):
         with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
-            out.append(model(x).float())
+            out.append(model(x, **extras).float())
     return torch.cat(out).cpu().numpy()
 
 
@@ -121,9 +191,9 @@ def predicted_scores(logits: np.ndarray) -> np.ndarray:
     return expected_score(torch.softmax(torch.from_numpy(logits), -1)).numpy()
 
 
-def _training_batches(
+def training_batches(
     split: Split, batch_size: int, settings: TrainSettings, generator: torch.Generator
-):
+) -> Iterator[Batch]:
     """One shuffled, augmented epoch of a split."""
     return batches(
         split,
@@ -134,12 +204,83 @@ def _training_batches(
         generator=generator,
         resize=settings.resize,
         num_workers=settings.num_workers,
+        needs=settings.needs,
+        max_side=settings.max_side,
     )
 
 
-def _endless(split: Split, batch_size: int, settings: TrainSettings, generator: torch.Generator):
+def endless_batches(
+    split: Split, batch_size: int, settings: TrainSettings, generator: torch.Generator
+) -> Iterator[Batch]:
     while True:
-        yield from _training_batches(split, batch_size, settings, generator)
+        yield from training_batches(split, batch_size, settings, generator)
+
+
+def pseudo_batch_size(train: Split, pseudo: Split, batch_size: int) -> int:
+    """Pseudo-labelled rows per step: in proportion to the two splits' sizes (eq. 10)."""
+    return max(1, round(batch_size * len(pseudo) / len(train)))
+
+
+def join(labelled: Batch, pseudo: Batch) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """A step's rows: the labelled batch, then the pseudo-labelled one (eq. 10)."""
+    extras = {k: torch.cat([v, pseudo.extras[k]]) for k, v in labelled.extras.items()}
+    return torch.cat([labelled.x, pseudo.x]), torch.cat([labelled.targets, pseudo.targets]), extras
+
+
+class Procedure(Protocol):
+    """How a round trains, one epoch at a time (train_round validates after each epoch).
+    Constructed as `Procedure(model, train, pseudo, opts, settings, seed, **config)`."""
+
+    def epoch(self, epoch: int) -> torch.Tensor:
+        """Train one epoch; return the mean training loss as a 0-d tensor (no host sync)."""
+        ...
+
+
+class Supervised:
+    """Shuffled mini-batches, one optimizer step each; with a pseudo-labelled split every step
+    also draws a proportional pseudo-labelled batch (eq. 10)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train: Split,
+        pseudo: Split | None,
+        opts: MethodOptions,
+        settings: TrainSettings,
+        seed: int,
+    ):
+        self.model, self.train, self.opts, self.settings = model, train, opts, settings
+        self.generator = torch.Generator().manual_seed(seed)  # batch order and flips, on the host
+        self.step_generator = torch.Generator(device=settings.device).manual_seed(seed)  # TFA
+        self.optimizer = make_optimizer(model, settings)
+        self.schedule = lr_schedule(self.optimizer, settings)
+        self.pseudo = None
+        if pseudo is not None and len(pseudo):
+            size = pseudo_batch_size(train, pseudo, settings.batch_size)
+            self.pseudo = endless_batches(pseudo, size, settings, self.generator)
+
+    def epoch(self, epoch: int) -> torch.Tensor:
+        settings = self.settings
+        total = torch.zeros((), device=settings.device)
+        steps = 0
+        for batch in training_batches(self.train, settings.batch_size, settings, self.generator):
+            x, targets, extras = batch.x, batch.targets, batch.extras
+            n_u = 0
+            if self.pseudo is not None:
+                pseudo = next(self.pseudo)
+                (x, targets, extras), n_u = join(batch, pseudo), len(pseudo.x)
+            with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
+                loss = training_loss(
+                    self.model, x, targets, n_u, self.opts, self.step_generator, extras
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach()
+            steps += 1
+        if self.schedule is not None:
+            self.schedule.step()
+        return total / max(steps, 1)
 
 
 def train_round(
@@ -152,39 +293,20 @@ def train_round(
     log: Callable[[str], None],
     pseudo: Split | None = None,
     on_epoch: Callable[[int, int, float, float], None] | None = None,
+    procedure: Callable[..., Procedure] = Supervised,
+    procedure_config: dict | None = None,
 ) -> RoundResult:
-    """Train for `settings.epochs` epochs with Adam; keep the best epoch by validation SRCC.
-    `on_epoch(epoch, epochs, train_loss, val_srcc)` reports progress after each epoch."""
+    """Train for `settings.epochs` epochs with the procedure; keep the best epoch by validation
+    SRCC. `on_epoch(epoch, epochs, train_loss, val_srcc)` reports progress after each epoch."""
     model.to(settings.device)
-    generator = torch.Generator().manual_seed(seed)  # batch order and flips, on the host
-    step_generator = torch.Generator(device=settings.device).manual_seed(seed)  # TFA sampling
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    pseudo_batches: Iterator | None = None
-    if pseudo is not None and len(pseudo):
-        pseudo_batch_size = max(1, round(settings.batch_size * len(pseudo) / len(train)))
-        pseudo_batches = _endless(pseudo, pseudo_batch_size, settings, generator)
+    trainer = procedure(model, train, pseudo, opts, settings, seed, **(procedure_config or {}))
 
     best_srcc, best_state, best_epoch, rows = -np.inf, None, -1, []
     if on_epoch is not None:
         on_epoch(0, settings.epochs, float("nan"), float("nan"))  # started
     for epoch in range(settings.epochs):
         model.train()
-        total = torch.zeros((), device=settings.device)
-        steps = 0
-        for x, targets, _ in _training_batches(train, settings.batch_size, settings, generator):
-            n_u = 0
-            if pseudo_batches is not None:
-                x_u, t_u, _ = next(pseudo_batches)
-                x, targets, n_u = torch.cat([x, x_u]), torch.cat([targets, t_u]), len(x_u)
-            with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
-                loss = training_loss(model, x, targets, n_u, opts, step_generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach()
-            steps += 1
-
-        train_loss = total.item() / max(steps, 1)  # the one host sync of the epoch
+        train_loss = trainer.epoch(epoch).item()  # the one host sync of the epoch
         if not np.isfinite(train_loss):
             raise Diverged(f"training loss became {train_loss} in epoch {epoch + 1}")
         val_metrics = evaluate(predicted_scores(predict_logits(model, val, settings)), val.scores)
@@ -197,9 +319,7 @@ def train_round(
             on_epoch(epoch + 1, settings.epochs, train_loss, val_metrics["srcc"])
         srcc = val_metrics["srcc"]
         if np.isfinite(srcc) and srcc > best_srcc:
-            best_srcc, best_epoch = srcc, epoch + 1
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best_srcc, best_epoch, best_state = srcc, epoch + 1, cpu_state(model)
     if best_state is None:  # validation SRCC undefined all along (constant predictions)
-        best_epoch = settings.epochs
-        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        best_epoch, best_state = settings.epochs, cpu_state(model)
     return RoundResult(best_state, best_epoch, pd.DataFrame(rows))

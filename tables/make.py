@@ -75,7 +75,9 @@ def write_table(
     paper_key = {row.key: row.key for row in spec.rows}
     paper_key.update({row_key: key for key, row_key in chosen.items()})
     paper = {
-        (row.key, m.key): paper_value(spec.key, paper_name, paper_key[row.key], m.key)
+        (row.key, m.key): paper_value(
+            spec.paper_table or spec.key, paper_name, paper_key[row.key], m.key
+        )
         for row in spec.rows
         for m in METRICS
     }

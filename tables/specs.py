@@ -1,7 +1,7 @@
 """Table specs as data: which runs a table needs (rows x datasets) and how it is labelled.
 
-Each row is a set of method options on top of the command line's; the row key matches the
-paper's numbers in paper_numbers.csv. Adding an ablation is adding a TableSpec here.
+Each row is a model and a set of method options on top of the command line's; the row key
+matches the paper's numbers in paper_numbers.csv. Adding an ablation is adding a TableSpec here.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.errors import UserError
+from bench.grid import Row
 
 CHECK = "✓"
-FLSA_WEIGHT_DEFAULT = 1.0  # the official README's example (--simloss_weight 1)
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,11 @@ class RowSpec:
     # MethodOptions fields of this row (tfa, apds, tfa_level, tfa_sampling, ...); flsa: True
     # turns FLSA on with the command line's --flsa-weight
     options: dict = field(default_factory=dict)
+    model: str = "swinv2"
+
+    def row(self, model: str | None = None) -> Row:
+        """The grid row, on `model` instead of the spec's when given (--model)."""
+        return Row(self.key, model or self.model, self.options)
 
 
 @dataclass(frozen=True)
@@ -31,16 +36,42 @@ class TableSpec:
     paper_datasets: list[str]
     header_columns: list[str]
     rows: list[RowSpec]
-    model: str = "swinv2"
     notes: list[str] = field(default_factory=list)  # printed under the table
     # paper row key -> candidate rows: the candidate with the best mean validation SRCC is
     # marked and shown beside that paper row's numbers (the test set never chooses)
     choose_on_val: dict[str, list[str]] = field(default_factory=dict)
+    paper_table: str | None = None  # the paper's table its numbers come from (default: key)
+    file_stem: str | None = None  # default: table4, table-sampling
 
     @property
     def stem(self) -> str:
         """File name stem of the rendered table: table4, table-sampling."""
+        if self.file_stem:
+            return self.file_stem
         return f"table{self.key}" if self.key.isdigit() else f"table-{self.key}"
+
+
+PAPER_ROW = {"swinv2": "base"}  # a model's row key in the paper's Table 1, where it differs
+METHOD_NAMES = ("tfa", "flsa", "apds")
+
+
+def single_run(model: str, methods: list[str]) -> TableSpec:
+    """One run of one model (`run_all.py --model NAME [--methods tfa,flsa,apds]`), beside the
+    paper's Table 1 numbers for that model when it runs plain."""
+    unknown = [m for m in methods if m not in METHOD_NAMES]
+    if unknown:
+        raise UserError(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHOD_NAMES)}")
+    key = "+".join([PAPER_ROW.get(model, model), *methods])
+    return TableSpec(
+        key="run",
+        title=f"Run of {model}",
+        caption=f"{model}" + (f" with {'+'.join(m.upper() for m in methods)}" if methods else ""),
+        paper_datasets=["AVA"],
+        header_columns=["Model", "Methods"],
+        rows=[RowSpec(key, [model, "+".join(methods) or "–"], dict.fromkeys(methods, True), model)],
+        paper_table="1",
+        file_stem=f"run-{key}",
+    )
 
 
 def _module_rows() -> list[RowSpec]:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from baselines import create_model, list_models
+from baselines import create_model, list_models, model_config
 from bench.errors import UserError
 from bench.losses import batch_loss
 from bench.methods import MethodOptions
@@ -14,11 +14,19 @@ from elta import flsa
 
 @pytest.mark.parametrize("name", sorted(list_models()))
 def test_every_model_has_the_surface(name):
-    model = create_model(name, "smoke")
-    x = torch.randn(3, 3, 32, 32)
-    z = model.forward_features(x)
+    model = create_model(name, "smoke").eval()
+    size = model_config(name, "smoke")["img_size"]
+    x = torch.randn(3, 3, size, size)
+    extras = {  # the per-image inputs a model declares in `needs` (square, unpadded images)
+        "aspect": torch.ones(3),
+        "size": torch.full((3, 2), size, dtype=torch.int64),
+    }
+    extras = {key: extras[key] for key in model.needs}
+    z = model.forward_features(x, **extras)
     assert z.shape == (3, model.feature_dim)
-    assert model.forward_head(z).shape == (3, 10)
+    logits = model.forward_head(z)
+    assert logits.shape == (3, 10)
+    torch.testing.assert_close(model(x, **extras), logits)
 
 
 def test_weights_load_from_a_local_file(tmp_path):
@@ -86,3 +94,10 @@ def test_training_loss_with_tfa_counts_mixed_rows_as_labelled():
     z, t = tfa.mix(model.forward_features(x), targets, targets, 3, 0.2, 4.0,
                    torch.Generator().manual_seed(3))  # fmt: skip
     torch.testing.assert_close(got, batch_loss(model.forward_head(z), t, "per_sample"))
+
+
+def test_a_backbone_file_of_another_model_is_a_user_error(tmp_path):
+    path = tmp_path / "vgg.pth"
+    torch.save({"features.0.weight": torch.zeros(1)}, path)
+    with pytest.raises(UserError, match="vgg.pth: not a timm swinv2_tiny_window8_256 checkpoint"):
+        create_model("swinv2", "smoke", weights=path)

@@ -1,15 +1,23 @@
-"""Batches of (normalised images, targets, label scores) on the training device.
+"""Batches of (normalised images, targets, row indices, extras) on the training device.
 
 Two sources behind one function: in-memory uint8 arrays (the embedded benchmark: indexed and
 augmented as tensors, no worker processes) and image files (real datasets: a torch DataLoader
 with workers, the official transforms: resize, random crop, horizontal flip for training;
 resize for evaluation).
+
+`extras` holds what a model declares it needs beyond pixels (its `needs`), per row:
+- "aspect": (B,) float32 width / height of each image before any resize (HGCN);
+- "size": (B, 2) int64 valid (height, width) of each image in the batch (MUSIQ). A model that
+  needs it gets image files at their own aspect ratio, the longer side capped at `max_side`,
+  zero-padded (after normalisation) at the bottom and right to the largest image of the batch;
+  in-memory images are square, so every row's size is the batch's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,7 +32,14 @@ from bench.errors import UserError
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images, targets, row indices
+EXTRAS = ("aspect", "size")
+
+
+class Batch(NamedTuple):
+    x: torch.Tensor  # (B, 3, H, W) normalised images
+    targets: torch.Tensor  # (B, 10) distributions or (B,) scores
+    index: torch.Tensor  # (B,) rows of the split
+    extras: dict[str, torch.Tensor]  # what the model needs beyond pixels (see above)
 
 
 def targets_of(split: Split) -> torch.Tensor:
@@ -45,6 +60,41 @@ class _ImageFiles(Dataset):
                 return self.transform(image.convert("RGB")), index
         except OSError as err:
             raise UserError(f"{self.paths[index]}: unreadable image ({err})") from err
+
+
+class _CapLongerSide:
+    """Resize so that the longer side is at most `max_side`, keeping the aspect ratio."""
+
+    def __init__(self, max_side: int | None):
+        self.max_side = max_side
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        longer = max(image.size)
+        if self.max_side is None or longer <= self.max_side:
+            return image
+        scale = self.max_side / longer
+        width, height = (max(1, round(side * scale)) for side in image.size)
+        return image.resize((width, height), Image.Resampling.BICUBIC)
+
+
+def _native_transform(max_side: int | None, train: bool) -> transforms.Compose:
+    steps = [_CapLongerSide(max_side), *([transforms.RandomHorizontalFlip()] if train else [])]
+    normalize = transforms.Normalize(MEAN.flatten().tolist(), STD.flatten().tolist())
+    return transforms.Compose([*steps, transforms.ToTensor(), normalize])
+
+
+def _pad_collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, ...]:
+    """Images of different sizes -> a zero-padded batch, each image's (height, width), indices."""
+    sizes = torch.tensor([image.shape[1:] for image, _ in items], dtype=torch.long)
+    x = torch.zeros(len(items), 3, *sizes.amax(0).tolist())
+    for row, (image, _) in enumerate(items):  # data loading, in the workers: not a training step
+        x[row, :, : image.shape[1], : image.shape[2]] = image
+    return x, sizes, torch.tensor([index for _, index in items])
+
+
+def _full_size(x: torch.Tensor) -> torch.Tensor:
+    """(B, 2) sizes of a batch of equally sized images: every row is (H, W)."""
+    return torch.tensor(x.shape[-2:]).expand(len(x), 2)
 
 
 def _file_transform(img_size: int, resize: int, train: bool) -> transforms.Compose:
@@ -92,10 +142,17 @@ def batches(
     generator: torch.Generator,
     resize: int | None = None,
     num_workers: int = 0,
+    needs: tuple[str, ...] = (),
+    max_side: int | None = None,
 ) -> Iterator[Batch]:
     """One epoch of batches. Training batches are shuffled and drop the last partial batch;
-    evaluation batches keep every sample, in order (the official code drops the last one)."""
+    evaluation batches keep every sample, in order (the official code drops the last one).
+    `needs` names the extras to supply (see the module docstring)."""
+    unknown = set(needs) - set(EXTRAS)
+    if unknown:
+        raise ValueError(f"unknown model needs {sorted(unknown)}; known: {', '.join(EXTRAS)}")
     targets = targets_of(split)
+    aspect = torch.from_numpy(split.aspect_ratios()) if "aspect" in needs else None
     n = len(split)
     if train:
         order = torch.randperm(n, generator=generator)
@@ -103,16 +160,29 @@ def batches(
     else:
         order = torch.arange(n)
     if isinstance(split.images, np.ndarray):
-        source = _array_batches(split.images, order, batch_size, img_size, train, generator, device)
+        arrays = _array_batches(split.images, order, batch_size, img_size, train, generator, device)
+        source = ((x, _full_size(x), index) for x, index in arrays)
     else:
-        files = _ImageFiles(split.images, _file_transform(img_size, resize or img_size, train))
+        native = "size" in needs
+        transform = (
+            _native_transform(max_side, train)
+            if native
+            else _file_transform(img_size, resize or img_size, train)
+        )
         loader = DataLoader(
-            torch.utils.data.Subset(files, order.tolist()),
+            torch.utils.data.Subset(_ImageFiles(split.images, transform), order.tolist()),
             batch_size=batch_size,
             num_workers=num_workers,
             pin_memory=device.type == "cuda",
             persistent_workers=False,
+            collate_fn=_pad_collate if native else None,
         )
-        source = ((x.to(device, non_blocking=True), i) for x, i in loader)
-    for x, index in source:
-        yield x, targets[index].to(device, non_blocking=True), index
+        source = (b if native else (b[0], _full_size(b[0]), b[1]) for b in loader)
+    for x, sizes, index in source:
+        extras = {}
+        if aspect is not None:
+            extras["aspect"] = aspect[index].to(device, non_blocking=True)
+        if "size" in needs:
+            extras["size"] = sizes.to(device, non_blocking=True)
+        x = x.to(device, non_blocking=True)
+        yield Batch(x, targets[index].to(device, non_blocking=True), index, extras)
