@@ -1,0 +1,89 @@
+"""MaxViT (Tu et al., ECCV 2022) as an IAA model: timm's MaxxVit with a 10-bin head.
+
+The paper does not say which MaxViT it trained; the tiny one (`maxvit_tiny_tf_224`, MaxViT-T,
+30.4M parameters with a 10-way head) is the common choice in IAA work and is used at the
+`paper` profile. There is no public IAA code for MaxViT: the head and recipe are ELTA's for its
+Swin V2 baseline (Adam 1e-5, batch 48, 20 epochs), the input the model's 224 px.
+
+Structure (timm): a two-conv stem, then four stages of MaxViT blocks, each an MBConv (with
+squeeze-excitation) followed by block attention over non-overlapping windows and grid
+attention over a dilated grid; window and grid are img_size // 32 on a side. Head: timm's
+`NormMlpClassifierHead`, global average pool -> LayerNorm -> Linear(512, 512) + tanh ->
+Linear(512, 10).
+
+Pooled feature (where ELTA's TFA and FLSA attach): timm's pre-logits, the 512-d output of the
+head's Linear + tanh, i.e. `forward_head(x, pre_logits=True)`: the last vector before the
+10-bin classifier, the analogue of the pooled feature the official ELTA code mixes on Swin V2.
+
+Input: the TF-ported weights expect inputs scaled to [-1, 1] (mean = std = 0.5), not the
+ImageNet statistics the harness normalises with; the model converts its input, at every
+profile, so that a `maxvit_tiny_tf_224.in1k` file sees what it was trained on.
+
+`cpu` profile: the same blocks, narrower and one per stage, at 64 px. Window and grid
+partitions are img_size // 32 pixels on a side: at the embedded benchmark's 48 px they would be
+1 x 1 (attention over a single token, degenerate), and 48 px feature maps (24, 12, 6, 3, 2)
+admit no larger partition; at 64 px they are 2 x 2 in every stage. So MaxViT alone sees the
+48 px images upsampled to 64 px (bench.data.loading resizes to each model's `img_size`).
+
+Weights: `--weights maxvit=FILE` (or `maxvit.backbone=FILE`), an ImageNet file in timm's layout;
+its 1000-way classifier is dropped and the 10-way one initialised (baselines/timm_weights.py).
+No trained IAA MaxViT was released.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from baselines.timm_weights import load_backbone
+from bench.data.types import NUM_BINS
+from bench.errors import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class MaxViTIAA(nn.Module):
+    needs: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        timm_name: str,
+        img_size: int,
+        timm_kwargs: dict,
+        weights: Path | None = None,
+    ):
+        super().__init__()
+        self.backbone = timm.create_model(
+            timm_name, num_classes=NUM_BINS, img_size=img_size, **timm_kwargs
+        )
+        if weights is not None:
+            load_backbone(self.backbone, weights, f"timm {timm_name}")
+        self.feature_dim = self.backbone.head.fc.in_features
+        # x_imagenet = (p - mean) / std  ->  x_tf = (p - 0.5) / 0.5 = x_imagenet * a + b
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        self.register_buffer("input_scale", (std / 0.5).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("input_shift", ((mean - 0.5) / 0.5).view(1, 3, 1, 1), persistent=False)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 512-d pre-logits vector (at paper; 64 at cpu), see the module docstring."""
+        x = x * self.input_scale + self.input_shift
+        return self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+
+    def forward_head(self, z: torch.Tensor) -> torch.Tensor:
+        return self.backbone.head.fc(self.backbone.head.drop(z))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def build(weights: dict[str, Path] | None = None, **config) -> MaxViTIAA:
+    """The registry's entry point (configs in models.toml)."""
+    parts = dict(weights or {})
+    unknown = set(parts) - {"auto", "backbone"}
+    if unknown:
+        raise UserError(f"maxvit has one weights part, 'backbone' (got {', '.join(unknown)})")
+    return MaxViTIAA(weights=parts.get("backbone", parts.get("auto")), **config)
