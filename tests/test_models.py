@@ -16,7 +16,11 @@ from elta import flsa
 def test_every_model_has_the_surface(name):
     model = create_model(name, "smoke")
     x = torch.randn(3, 3, 32, 32)
-    z = model.forward_features(x)
+    extras = {  # per-image inputs a model declares in `needs` (square, unpadded images)
+        "aspect": torch.ones(3),
+        "size": torch.full((3, 2), 32, dtype=torch.int64),
+    }
+    z = model.forward_features(x, **{k: extras[k] for k in getattr(model, "needs", ())})
     assert z.shape == (3, model.feature_dim)
     assert model.forward_head(z).shape == (3, 10)
 
