@@ -35,11 +35,12 @@ original width / height of each image (`dataset.py`). So
 (row-normalised; the farthest node of each row gets 0, the node itself the largest weight). The
 code takes the max over dim 1 and broadcasts it along rows; d is symmetric, so that is the row max.
 What that means geometrically: after the warp, a cell spans W/w original pixels horizontally and
-H/h vertically, so the true distance in units of cell height is sqrt(dr^2 + r^2 dc^2); the code
-stretches the *row* axis instead, i.e. it gives a wide image (r > 1) the layout of its transpose
-(vertical neighbours count as farther apart than horizontal ones). We reproduce the code, since
-that is the model that was trained and published; DEVIATIONS.md notes it. The ratio arrives per
-image as the keyword extra `aspect` (B,) (`needs = ("aspect",)`); everything is batched (B, N, N).
+H/h vertically, so on a square map the true distance in cell heights is sqrt(dr^2 + r^2 dc^2);
+the code stretches the *row* axis instead, i.e. it gives a wide image (r > 1) the layout of its
+transpose (vertical neighbours count as farther apart than horizontal ones). We reproduce the
+code, since that is the model that was trained and published; DEVIATIONS.md notes it. The ratio
+arrives per image as the keyword extra `aspect` (B,) (`needs = ("aspect",)`); everything is
+batched (B, N, N).
 
 Content adjacency: softmax over the last axis of (T1 x)(T2 x)^T with no 1/sqrt(d) scaling, as the
 code. The node count follows the feature map (nothing is tied to 100 nodes): 10 x 10 at 300 px;
@@ -87,10 +88,11 @@ Weights (local files only; `weights` maps a part to a path):
   lagcn2.{conv_state,conv_proj,gcn,conv_extend,blocker} aesfc1 aesfc2`), e.g. the authors'
   `checkpoint_epoch_020.pth.tar` = {'epoch','arch','val','state_dict'}. No trained HLA-GCN
   checkpoint was released. Files are read with `torch.load(weights_only=True)`; a file that
-  `jittor.save` wrote (a pickle of numpy arrays followed by a SHA-1 and the tag b"HCAJSLHD") is
-  read without Jittor by an unpickler that refuses every global but numpy's array/scalar
-  reconstruction, so no code is unpickled. Jittor's state dicts also hold the constant grids
-  `lagcn1.gcns.<i>.{x_square,y_square}`; those are recomputed here and ignored.
+  `jittor.save` wrote (a pickle of numpy arrays followed by a SHA-1 and the tag b"HCAJSLHD"; the
+  checksum is verified) or a plain pickle of numpy arrays is read without Jittor by an unpickler
+  that refuses every global but numpy's array/scalar reconstruction, so no code is unpickled.
+  Jittor's state dicts also hold the constant grids `lagcn1.gcns.<i>.{x_square,y_square}`;
+  those are recomputed here and ignored.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ import hashlib
 import io
 import math
 import pickle
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -373,8 +376,15 @@ def _read_file(path: Path):
         except Exception as err:
             raise UserError(f"{path}: cannot read this Jittor checkpoint ({err})") from err
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols it did not write
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
+        try:  # a plain pickle of numpy arrays (jittor.save without its trailer)
+            with open(path, "rb") as f:
+                return _NumpyOnlyUnpickler(f).load()
+        except Exception:
+            pass
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{path}: not a readable PyTorch weights file ({first})") from err
 
