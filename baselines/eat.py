@@ -91,6 +91,7 @@ from bench.errors import UserError
 GATE_DAMP = 0.25  # EAT's factor for offsets that do not point away from the centre
 LOG_FLOOR = 1e-6  # released EAT head: raw outputs are read as probabilities, floored here
 DERIVED_BUFFERS = ("relative_position_index", "attn_mask")
+OWN_BUFFER = "head_reads_distribution"  # ours, not in the official files
 
 
 def gate_offsets(offset: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -223,7 +224,9 @@ class DAttentionBaseline(nn.Module):
         if dim % heads or dim % groups or heads % groups:
             raise ValueError(f"dim {dim}, heads {heads} and groups {groups} do not divide")
         if interest_points not in ("per_sample", "batch_mean"):
-            raise ValueError(f"interest_points must be per_sample or batch_mean, not {interest_points}")
+            raise ValueError(
+                f"interest_points must be per_sample or batch_mean, not {interest_points}"
+            )
         self.heads, self.groups, self.fmap = heads, groups, fmap
         self.offset_range_factor = offset_range_factor
         self.interest_points = interest_points
@@ -340,7 +343,8 @@ class TransformerStage(nn.Module):
         self.drop_path = nn.ModuleList(DropPath(p) if p > 0 else nn.Identity() for p in drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for d, (attn, mlp, drop) in enumerate(zip(self.attns, self.mlps, self.drop_path)):
+        blocks = zip(self.attns, self.mlps, self.drop_path, strict=True)
+        for d, (attn, mlp, drop) in enumerate(blocks):
             x = x + drop(attn(self.layer_norms[2 * d](x)))
             x = x + drop(mlp(self.layer_norms[2 * d + 1](x)))
         return x
@@ -384,11 +388,20 @@ class EAT(nn.Module):
             start = sum(depths[:i])
             self.stages.append(
                 TransformerStage(
-                    dims[i], depths[i], list(stage_spec[i]), heads[i], window_sizes[i],
-                    groups[i], fmap, offset_kernel_sizes[i], offset_range_factor[i],
-                    bool(use_pes[i]), expansion, rates[start : start + depths[i]],
-                    interest_points,
-                )  # fmt: skip
+                    dim=dims[i],
+                    depth=depths[i],
+                    spec=list(stage_spec[i]),
+                    heads=heads[i],
+                    window=window_sizes[i],
+                    groups=groups[i],
+                    fmap=fmap,
+                    offset_kernel=offset_kernel_sizes[i],
+                    offset_range_factor=offset_range_factor[i],
+                    use_pe=bool(use_pes[i]),
+                    expansion=expansion,
+                    drop_path=rates[start : start + depths[i]],
+                    interest_points=interest_points,
+                )
             )
             fmap //= 2
         self.down_projs = nn.ModuleList(
@@ -400,8 +413,9 @@ class EAT(nn.Module):
         self.cls_norm = LayerNormProxy(dims[-1])
         self.cls_head = nn.Linear(dims[-1], NUM_BINS)
         self.feature_dim = dims[-1]
-        # True once EAT's released trained head is loaded (it emits the distribution itself)
-        self.head_reads_distribution = False
+        # True once EAT's released trained head is loaded (it emits the distribution itself).
+        # A buffer, so that it travels with the state dict (a stored best checkpoint).
+        self.register_buffer("head_reads_distribution", torch.tensor(False))
 
     @staticmethod
     def _conv_norm(block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -423,9 +437,8 @@ class EAT(nn.Module):
         """Logits over the 10 rating bins (no softmax; the loss takes it). With EAT's released
         head loaded, log(max(raw, 1e-6)): its raw outputs are the distribution."""
         out = self.cls_head(z)
-        if self.head_reads_distribution:
-            out = out.clamp_min(LOG_FLOOR).log()
-        return out
+        # where(), not `if`: no host sync on the flag
+        return torch.where(self.head_reads_distribution, out.clamp_min(LOG_FLOOR).log(), out)
 
     def forward(self, x: torch.Tensor, **extras) -> torch.Tensor:
         return self.forward_head(self.forward_features(x, **extras))
@@ -493,10 +506,12 @@ def load_weights(model: EAT, part: str, path: Path) -> str:
     own = model.state_dict()
     unexpected = sorted(set(sd) - set(own))
     if unexpected:
-        raise UserError(f"{path}: {len(unexpected)} keys that EAT does not have, e.g. {unexpected[:3]}")
+        raise UserError(
+            f"{path}: {len(unexpected)} keys that EAT does not have, e.g. {unexpected[:3]}"
+        )
     optional = () if has_interest else (".ref_point14.",)
     missing = sorted(
-        k for k in set(own) - set(sd)
+        k for k in set(own) - set(sd) - {OWN_BUFFER}
         if not (k.startswith("cls_head.") and not keep_head) and not any(o in k for o in optional)
     )  # fmt: skip
     if missing:
@@ -508,8 +523,7 @@ def load_weights(model: EAT, part: str, path: Path) -> str:
                 f"{tuple(own[key].shape)} (DAT-B weights fit only the paper config)"
             )
     model.load_state_dict(sd, strict=False)
-    if keep_head:
-        model.head_reads_distribution = True
+    model.head_reads_distribution.fill_(keep_head)
     return layout
 
 
