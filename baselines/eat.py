@@ -28,11 +28,12 @@ What the official code does and what we do:
 - Interest points are averaged over the batch in the official code
   (`torch.mean(ref_point14(x), dim=0)` before the tanh): every sample of a batch samples at the
   same points, so a sample's score depends on the other images of its batch and on the batch
-  size, in evaluation too. The paper describes interest points as where the model looks in an
-  image, and DAT's reference grid, which they replace, is per sample; the batch mean is the
-  bug, not the method. Here each sample has its own interest points (the official computation
-  at batch size 1), so eval outputs are batch-independent. `interest_points = "batch_mean"`
-  restores the official behaviour.
+  size, in evaluation too. The method is per image (the official README: the model learns
+  "where to locate interest points" in a photo; DAT's grid, which they replace, is shared only
+  because it is fixed), and nothing in it needs other images: the batch mean is the bug. Here
+  each sample has its own interest points (the official computation at batch size 1), so eval
+  outputs are batch-independent. `interest_points = "batch_mean"` restores the official
+  behaviour, e.g. to score the released weights (trained that way, batch 16) as they were.
 - The official gate goes through numpy on detached tensors (a host sync per block). The gate is
   a step function of the offsets and interest points, so its gradient is zero wherever it is
   defined: computing it in torch on detached values (vectorised, on the input's device) gives
@@ -52,12 +53,13 @@ What the official code does and what we do:
   for every model. Exception: after loading EAT's released trained state dict, whose head was
   trained to emit the distribution itself, `forward_head` returns log(max(raw, 1e-6)), so the
   harness's softmax gives back raw / sum(raw), i.e. the released model's own distribution where
-  its outputs are positive (`head_reads_distribution`).
+  its outputs are positive (`head_reads_distribution`, a buffer; the official `get_score` sums
+  k * raw_k without dividing by sum(raw)).
 
 Pooled feature (`forward_features`): the 1024-d vector after `cls_norm` and global average
-pooling, the input of `cls_head`. It is the only vector that feeds the head directly, as the
-avg-pooled Swin feature that ELTA's own code mixes (TFA) and aligns (FLSA) does; what comes
-after it is one linear layer, so a mixed feature gives the mix of the heads' inputs.
+pooling, the input of `cls_head`. ELTA's code mixes (TFA) and aligns (FLSA) the average-pooled
+backbone feature right before its head; in EAT that is this vector, the only one that feeds the
+head (one linear layer), and the last place where an image is one vector.
 
 Weights (`weights` maps a part to a local file; read with weights_only=True):
 - `backbone`: DAT-B ImageNet `dat_base_in1k_224.pth` (`ckpt['model']`, DAT's key names) or an

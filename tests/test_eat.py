@@ -146,6 +146,48 @@ def test_deformable_block_samples_at_the_interest_point():
     torch.testing.assert_close(block.interest(x)[0, 0, 0], torch.tensor([-1 / 3, 1 / 3]))
 
 
+# Logits 1-4 of the official `DAT` (AVA/models/dat.py, run on CPU with einops) at the smoke
+# config, loaded with `_golden_state()` and run in eval on `_golden_input()`: in one batch of 3
+# (its batch-mean interest points) and each image alone (= per-sample interest points).
+OFFICIAL_IN_BATCH = [
+    [0.104083, 0.611284, 0.187120, 1.245006],
+    [0.117977, 0.605308, 0.185379, 1.244526],
+    [0.098779, 0.605332, 0.182902, 1.258008],
+]
+OFFICIAL_ALONE = [
+    [0.104051, 0.611262, 0.187127, 1.245030],
+    [0.118446, 0.605274, 0.185623, 1.244465],
+    [0.098804, 0.605290, 0.182923, 1.258080],
+]
+
+
+def _golden_state_and_input():
+    g = torch.Generator().manual_seed(2023)
+    state = {
+        k: 0.2 * torch.randn(shape, generator=g)
+        for k, shape in official_shapes(_config("smoke")).items()
+        if not k.endswith(eat.DERIVED_BUFFERS)
+    }
+    for key in state:  # larger offsets and interest points, so that both matter
+        if "ref_point14" in key or "conv_offset.3" in key:
+            state[key] *= 5
+    return state, torch.randn(3, 3, 32, 32, generator=g)
+
+
+@pytest.mark.parametrize(
+    "mode, expected", [("per_sample", OFFICIAL_ALONE), ("batch_mean", OFFICIAL_IN_BATCH)]
+)
+def test_matches_the_official_forward(tmp_path, mode, expected):
+    state, x = _golden_state_and_input()
+    torch.save(state, tmp_path / "golden.pth")  # EAT's trained layout: head loaded too
+    model = eat.build(
+        weights={"auto": tmp_path / "golden.pth"}, **_config("smoke", interest_points=mode)
+    )
+    with torch.no_grad():
+        logits = model.eval().cls_head(model.forward_features(x))[:, :4]  # raw, as official
+    torch.testing.assert_close(logits, torch.tensor(expected), atol=2e-5, rtol=0)
+
+
 # ---- surface and size -------------------------------------------------------------------------
 
 
