@@ -27,6 +27,16 @@ Backbone at every profile: BN-Inception ("Inception-v2", Ioffe & Szegedy 2015).
     3x3/2 ceil-mode pool and 3x3/2 padded convs disagree on odd sizes; `build` checks
     `img_size`). The backbone runs channels-last (same numbers, faster CPU pooling and convs).
 
+Size at `paper`: 10,280,490 parameters, i.e. BN-Inception as counted by osmr/imgclsmob's README
+(11,295,240 with the 1000-way classifier, from Cadene's port) with Linear(1024, 1000) replaced by
+Linear(1024, 10). BASELINES.md's "paper Inc-v2 ~24M" is not BN-Inception's size with any head
+(1000-way: 11.3M); 24M matches Inception-v3 (23.8M). It appears as a "Parameters" column that a
+third-party README (andreygetmanov/ML-Aesthetics-NIMA) adds to NIMA's AVA table next to 1000-way
+Keras sizes (MobileNet 4M, VGG16 138M); other READMEs quoting that table have no such column.
+The 10-way counts BASELINES.md gives for NIMA's other backbones (VGG16 134.3M, MobileNet 3.2M)
+are on the same footing as ours. In TF-slim's parameterisation of the same network (no conv
+biases, BN without scale, separable 7x7 stem) the count is about 10.25M (0.3 % fewer).
+
 Input convention. Every model of the harness receives RGB in [0, 1] normalised with the ImageNet
 mean and std. The Cadene BN-Inception weights expect what the original Caffe model did: BGR,
 0-255, minus the BGR mean (104, 117, 128), std 1. When that file is loaded, a fixed per-pixel
@@ -67,6 +77,10 @@ pool (the ReLU is the identity there: it follows a mean of ReLU outputs, so it i
 Ours is Dropout(`dropout`)-Linear for every backbone (the softmax is in the loss), so loading a
 port's file reproduces its softmax output in eval mode. For "yunxiaoshi_vgg16" the feature is the
 flattened conv map (the input of its head), so `img_size` must be 224 for its FC to fit.
+A port's file replaces the config's `backbone` (`width`, `blocks`, `stem_pools` apply to
+BN-Inception only); the config's `dropout` (0.75) is kept, which matters for fine-tuning only
+(pyiqa trained with 0). pyiqa's own eval also resizes to the backbone's default size (224 VGG,
+299 Inception-ResNet-v2) inside its model; here `img_size` and the data pipeline decide.
 `--weights nima.backbone=FILE` loads a Cadene BN-Inception ImageNet file into the backbone only.
 """
 
@@ -478,9 +492,9 @@ def build(weights: Mapping[str, Path] | Path | str | None = None, **config) -> N
     """The registry's entry point (configs in models.toml).
 
     weights: {"auto": FILE} (a released NIMA checkpoint in a port's layout, this module's own
-    state_dict, or the BN-Inception ImageNet file) and/or {"backbone": FILE} (BN-Inception
-    ImageNet only). A bare path means {"auto": path}.
-    """
+    state_dict, or the BN-Inception ImageNet file) or {"backbone": FILE} (BN-Inception ImageNet
+    only). A bare path means {"auto": path}. The harness's own keys (recipe, procedure,
+    pretrain) are dropped from `config` if present."""
     config = {k: v for k, v in config.items() if k not in HARNESS_KEYS}
     if weights is None:
         weights = {}
