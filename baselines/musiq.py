@@ -10,7 +10,7 @@ Input. `x` is a zero-padded batch (B, 3, H, W), ImageNet-normalised as every mod
 registry receives it; image b occupies the top-left `size[b] = (h_b, w_b)` pixels (`needs =
 ("size",)`; without `size` every image fills the canvas). The official code feeds [-1, 1] pixels
 (`normalize_value_range`), so the model first undoes the ImageNet normalisation and maps [0, 1]
-to [-1, 1]. Pixels outside `size` are never read.
+to [-1, 1]. Pixels outside `size` are never read (`size` is clamped to the canvas).
 
 Multi-scale input, built inside the model and vectorised over the batch (no loop over images):
 for each longer side L in sorted(`scales`) the image is resized with its aspect ratio kept
@@ -28,7 +28,11 @@ pyiqa uses bicubic instead. The native scale keeps all of its patches (the offic
 `max_seq_len_from_original_res = -1`): a per-image row/column gather does the centring onto a
 ceil(H/P)*P x ceil(W/P)*P canvas. Tokens sit in canvas-grid order rather than the official
 packed row-major order; attention with key masks is permutation invariant, so the CLS output is
-the same.
+the same. Checked once against TF 2.21's own ops (tf.image.resize GAUSSIAN,
+tf.image.extract_patches SAME, tf.compat.v1 nearest resize), outside the test suite, for P 8 and
+32, up- and downsampling, odd sizes and padded canvases: same patches to 3e-7, same spatial
+indices, masks and scale ids. Not implemented: a positive `max_seq_len_from_original_res` (a cap
+on the native patches; the released config uses -1) and multi-crop averaging at evaluation.
 
 Per token: the hashed 2-D spatial embedding (a G x G table; row index = TF1 nearest-neighbour
 resize of arange(G) to the image's patch rows, floor(i * G / count) in float32, the same for
@@ -41,7 +45,8 @@ LayerNorm (eps 1e-6). GELU is the tanh approximation (`jax.nn.gelu` default, whi
 Patch encoder (official `resnet_emb.num_layers = 5`): StdConv 7x7 s2 (`stem_width`, 64) +
 GroupNorm(32, eps 1e-6) + ReLU + max-pool 3x3 s2, then one bottleneck unit (1x1, 3x3, 1x1 to
 4 x width, projection shortcut; StdConv + GroupNorm(32, eps 1e-4), the last GroupNorm's scale
-zero-initialised). All convolutions and the pool use TF "SAME" padding (asymmetric: the extra
+zero-initialised). A narrower stem (the cpu profile's width 32) keeps the official channels per
+group (width / 2 groups). All convolutions and the pool use TF "SAME" padding (asymmetric: the extra
 pixel at the bottom/right), not PyTorch's symmetric padding. Weight standardisation is
 (w - mean) / (std + 1e-5) over each output channel's (H, W, in) with the biased std of
 `jnp.std` (pyiqa uses the unbiased one). The (P/4, P/4, 4 x width) map is flattened in the
@@ -51,7 +56,8 @@ Pooled feature (where ELTA's TFA / FLSA, FDS and RankSim attach): the CLS token 
 encoder's final LayerNorm, (B, D). It is the only tensor the official head reads (`x[:, 0]`,
 `representation_size=None`, so no pre-logits layer), the same place as a ViT's pooled feature.
 Head: Linear(D, 10), zero-initialised as the official head; it returns logits (the official
-AVA model is trained with EMD on softmax(head)).
+AVA model is trained with EMD on softmax(head)). Dropout rates default to 0, the released
+config's; the training rates are not public.
 
 Weights (`build(weights={"auto": path})` or part `"backbone"`), recognised by their keys:
 - pyiqa's released files: `musiq_ava_ckpt-e8d3f067.pth` (head `head.0`, 10 bins: loaded as
