@@ -212,6 +212,16 @@ def test_fds_empty_bucket_takes_no_part_in_smoothing():
     torch.testing.assert_close(m.smooth(x, torch.tensor([1]), epoch=1), x)  # identity there
 
 
+def test_fds_bucket_empty_in_a_later_update_keeps_its_statistics():
+    m = _fds()
+    m.update(FEATS, BUCKETS, epoch=0)
+    keep = BUCKETS != 1
+    m.update(2 * FEATS[keep], BUCKETS[keep], epoch=1)
+    torch.testing.assert_close(m.running_mean[1], MEAN[1])  # no momentum towards 0
+    torch.testing.assert_close(m.running_mean[[0, 2]], 1.1 * MEAN[[0, 2]])
+    torch.testing.assert_close(m.smoothed_mean, _smooth3(m.running_mean))  # still seen
+
+
 def test_fds_single_sample_bucket_has_zero_variance_and_is_not_calibrated():
     m = _fds()
     m.update(FEATS[:5], BUCKETS[:5], epoch=0)  # bucket 2 has one sample

@@ -12,8 +12,10 @@ During training from epoch start_smooth on, `smooth` calibrates each feature of 
 bucket b (element-wise over the D dimensions):
   z' = (z - m_b) * sqrt(clamp(v~_b / v_b, clip[0], clip[1])) + m~_b
 and returns z unchanged before start_smooth and in eval mode. Per-bucket statistics are
-computed with index_add over the batch (no loop over buckets or samples); `smooth` is a gather
-and element-wise arithmetic (no host sync), so a sample's output never depends on its batch.
+computed with index_add over the batch (no loop over buckets or samples), the smoothing is one
+(n, n) matrix product (`smoothing_matrix`: the official pad + conv1d applied once to the unit
+vectors); `smooth` is a gather and element-wise arithmetic (no host sync), so a sample's output
+never depends on its batch.
 
 Choices where the paper or the official code (`agedb-dir/fds.py`, `sts-b-dir/fds.py`) differ:
   - Timing. The official end of epoch e first copies the running statistics into the
@@ -113,21 +115,25 @@ def smoothing_matrix(window: torch.Tensor, n_buckets: int) -> torch.Tensor:
     return F.conv1d(padded, window.view(1, 1, -1))[:, 0].T  # column j: smoothed unit j
 
 
+def bucket_smoother(matrix: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """The (n, n) smoothing matrix restricted to the seen buckets: columns of unseen buckets
+    zeroed, rows renormalised to sum 1 (normalised convolution); an unseen bucket's row, or
+    one that reaches no seen bucket, is the identity row (it keeps its own statistics)."""
+    mask = seen.to(matrix.dtype)
+    restricted = matrix * mask[None, :]
+    total = restricted.sum(1)
+    own = (mask == 0) | (total <= 0)
+    normalised = restricted / total.clamp_min(torch.finfo(matrix.dtype).tiny)[:, None]
+    eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
+    return torch.where(own[:, None], eye, normalised)
+
+
 def smooth_over_buckets(
     stat: torch.Tensor, matrix: torch.Tensor, seen: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Smooth (n, D) statistics over the buckets with a `smoothing_matrix`.
-
-    With `seen` (n,) bool, unseen buckets are left out (normalised convolution:
-    M (s * seen) / M seen) and keep their own values."""
-    if seen is None:
-        return matrix @ stat
-    mask = seen.to(stat.dtype)
-    numerator = matrix @ (stat * mask[:, None])
-    denominator = matrix @ mask
-    smoothed = numerator / denominator.clamp_min(torch.finfo(stat.dtype).tiny)[:, None]
-    keep_own = (mask == 0) | (denominator <= 0)
-    return torch.where(keep_own[:, None], stat, smoothed)
+    """Smooth (n, D) statistics over the buckets with a `smoothing_matrix`; with `seen` (n,)
+    bool, leave the unseen buckets out (`bucket_smoother`)."""
+    return (matrix if seen is None else bucket_smoother(matrix, seen)) @ stat
 
 
 def calibrate(
@@ -225,15 +231,19 @@ class FDS(nn.Module):
 
     def _fold(self, stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
         count, mean, m2 = stats
-        var = unbiased_variance(count, m2)
-        present = (count > 0)[:, None]
-        keep = torch.where(self.seen, self.momentum, 0.0)[:, None]  # first update replaces
-        for running, epoch_stat in ((self.running_mean, mean), (self.running_var, var)):
-            blended = keep * running + (1 - keep) * epoch_stat
-            running.copy_(torch.where(present, blended, running))
-        self.seen |= count > 0
-        self.smoothed_mean.copy_(smooth_over_buckets(self.running_mean, self.smoother, self.seen))
-        self.smoothed_var.copy_(smooth_over_buckets(self.running_var, self.smoother, self.seen))
+        present = count > 0
+        # weight of the epoch's statistics: 1 - momentum, 1 at a bucket's first update, 0 when
+        # the bucket is empty in this epoch (it keeps its statistics)
+        step = torch.where(self.seen, 1 - self.momentum, 1.0) * present
+        for running, epoch_stat in (
+            (self.running_mean, mean),
+            (self.running_var, unbiased_variance(count, m2)),
+        ):
+            running.add_((epoch_stat - running).mul_(step[:, None]))
+        self.seen |= present
+        smoother = bucket_smoother(self.smoother, self.seen)
+        torch.matmul(smoother, self.running_mean, out=self.smoothed_mean)
+        torch.matmul(smoother, self.running_var, out=self.smoothed_var)
 
     def smooth(self, features: torch.Tensor, bucket: torch.Tensor, epoch: int) -> torch.Tensor:
         """Calibrated features (a new tensor) in training from start_smooth on; else `features`."""
