@@ -17,10 +17,18 @@ from elta.apds import expected_score
 EmdForm = Literal["per_sample", "batch_rms"]
 
 
+def _sqrt(x: torch.Tensor) -> torch.Tensor:
+    """sqrt(x) for x >= 0 whose gradient at x = 0 is 0 (the subgradient), not inf: a sample
+    whose prediction already equals its target (a deterministic model on its own pseudo-label,
+    the first step of self-training) must not turn the batch's gradient into NaN."""
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, 1).sqrt(), 0)
+
+
 def emd_per_sample(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """NIMA's EMD with r = 2, one value per sample: sqrt(mean_k (CDF_p - CDF_q)_k^2)."""
     cdf_gap = torch.cumsum(probs, -1) - torch.cumsum(target, -1)
-    return cdf_gap.pow(2).mean(-1).sqrt()
+    return _sqrt(cdf_gap.pow(2).mean(-1))
 
 
 def per_sample_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -38,5 +46,5 @@ def batch_loss(logits: torch.Tensor, target: torch.Tensor, emd_form: EmdForm) ->
     if target.dim() == 2 and emd_form == "batch_rms":
         probs = torch.softmax(logits.float(), dim=-1)
         cdf_gap = torch.cumsum(probs, -1) - torch.cumsum(target.float(), -1)
-        return cdf_gap.pow(2).mean().sqrt()
+        return _sqrt(cdf_gap.pow(2).mean())
     return per_sample_loss(logits, target).mean()

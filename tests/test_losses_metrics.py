@@ -60,3 +60,17 @@ def test_evaluate_by_hand():
     assert m["acc"] == pytest.approx(1.0)
     m = evaluate(np.full(10, 6.0), gt)
     assert math.isnan(m["plcc"]) and m["acc"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("form", ["per_sample", "batch_rms"])
+def test_emd_gradient_is_finite_where_prediction_equals_target(form):
+    logits = torch.tensor([[0.3, -1.0, 2.0, 0.0, 0.5, 0.1, -0.2, 0.0, 1.0, 0.4]] * 2)
+    logits.requires_grad_()
+    target = torch.softmax(logits.detach(), -1)  # a model's own pseudo-label
+    target[1] = torch.roll(target[1], 1)  # the second row differs
+    loss = batch_loss(logits, target, form)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+    if form == "per_sample":
+        assert torch.equal(logits.grad[0], torch.zeros(10))  # the subgradient at 0
+        assert logits.grad[1].abs().sum() > 0
