@@ -268,7 +268,7 @@ class DAttentionBaseline(nn.Module):
         gc, hc = c // g, c // heads
         q = self._pointwise(self.proj_q, x)  # (B, H, W, C)
 
-        off = self.conv_offset[0](q.permute(0, 3, 1, 2).reshape(batch * g, gc, h, w))
+        off = self.conv_offset[0](q.permute(0, 3, 1, 2).reshape(batch * g, gc, h, w).contiguous())
         off = self.conv_offset[2](self.conv_offset[1](off.permute(0, 2, 3, 1)))
         off = F.linear(off, self.conv_offset[3].weight.flatten(1))  # (B*g, H, W, 2) as (y, x)
         if self.offset_range_factor > 0:
@@ -422,7 +422,7 @@ class EAT(nn.Module):
     @staticmethod
     def _conv_norm(block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         """Conv (channels-first in) then LayerNorm, out channels-last."""
-        return block[1](block[0](x).permute(0, 2, 3, 1))
+        return block[1](block[0](x.contiguous()).permute(0, 2, 3, 1))  # NCHW: see loading.py
 
     def forward_features(self, x: torch.Tensor, **extras) -> torch.Tensor:
         """The pooled feature (B, 1024 at paper): the tokens after `cls_norm`, averaged over

@@ -426,7 +426,6 @@ class MUSIQ(nn.Module):
         """(B, N, 3, P, P) -> (B, N, D): ResNet stem, flattened H, W, C, then the Linear."""
         b, n = patches.shape[:2]
         y = patches.reshape(b * n, *patches.shape[2:])
-        y = y.contiguous(memory_format=torch.channels_last)  # ~25% faster convs on many patches
         y = _max_pool_same(F.relu(self.gn_root(self.conv_root(y))))
         y = self.block1(y).permute(0, 2, 3, 1)  # official flatten order: H, W, C
         return self.embedding(y.reshape(b, n, -1))

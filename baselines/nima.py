@@ -362,8 +362,7 @@ class NIMA(nn.Module):
         NIMA's only task layer, the FC(10) (module docstring)."""
         x = torch.einsum("oc,bchw->bohw", self.input_matrix.to(x.dtype), x)
         x = x + self.input_bias.to(x.dtype)[:, None, None]
-        # channels-last: the same numbers; pools and convs run ~1.5x faster on CPU (mkldnn)
-        fmap = self.backbone(x.contiguous(memory_format=torch.channels_last))
+        fmap = self.backbone(x)  # not channels-last: oneDNN bug (bench/data/loading.py)
         if isinstance(fmap, list | tuple):  # timm features_only: the last stage
             fmap = fmap[-1]
         return fmap.flatten(1) if self.flatten else fmap.mean(dim=(2, 3))

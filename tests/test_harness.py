@@ -63,6 +63,7 @@ def test_batches_carry_the_extras_a_model_needs():
     kwargs = dict(train=False, img_size=8, device=torch.device("cpu"), generator=torch.Generator())
     plain = next(batches(split, 4, **kwargs))
     assert plain.extras == {}
+    assert plain.x.is_contiguous()  # NCHW, not the arrays' channels-last view (loading.py)
     batch = next(batches(split, 4, needs=("aspect", "size"), **kwargs))
     np.testing.assert_array_equal(batch.extras["aspect"].numpy(), [0.5, 1.0, 1.5, 2.0])
     assert batch.extras["size"].tolist() == [[8, 8]] * 4

@@ -123,7 +123,11 @@ def _array_batches(
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8, a view
     mean, std = MEAN.to(device), STD.to(device)
     for index in order.split(batch_size):
-        x = pixels[index].to(device, non_blocking=True).float().div_(255)
+        # Contiguous NCHW, not the view's channels-last strides: oneDNN in torch 2.14.1 corrupts
+        # the heap in the backward of 1x1 stride-2 convolutions with fewer than 7 input
+        # channels on channels-last tensors (Conv2d(4, 8, 1, 2) on a (16, 4, 8, 8) channels-last
+        # input aborts within a few steps; with torch.backends.mkldnn.enabled = False it does not).
+        x = pixels[index].contiguous().to(device, non_blocking=True).float().div_(255)
         if x.shape[-1] != img_size:
             x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", antialias=True)
         if train:
