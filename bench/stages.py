@@ -46,8 +46,11 @@ from bench.train import (
 from elta import apds
 
 RECIPE_SETTINGS = ("optimizer", "weight_decay", "momentum", "nesterov", "lr_step", "lr_gamma")
-# The other recipe keys: epochs, batch_size, lr, resize, param_lr, lr_milestones (read below);
-# loss, transform, source (documentation: what the official code does).
+RECIPE_KEYS = (
+    *RECIPE_SETTINGS,
+    *("epochs", "batch_size", "lr", "resize", "param_lr", "lr_milestones"),  # read below
+    *("loss", "transform", "source"),  # documentation: what the official code does
+)
 
 # One CPU thread per stage: CPU results then do not depend on how many stages run at once
 # (floating-point sums are ordered by the thread count); parallelism comes from --jobs.

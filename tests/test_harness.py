@@ -263,3 +263,12 @@ def test_weights_parts_are_parsed_per_model(tmp_path):
         "swinv2": {"auto": str(Path(a).resolve()), "model": str(Path(b).resolve())},
         "maxvit": {"backbone": str(Path(b).resolve())},
     }
+
+
+def test_every_recipe_in_the_registry_uses_known_keys():
+    from bench.stages import RECIPE_KEYS
+
+    for name in registry.list_models():
+        for profile, config in registry.model_entry(name)["configs"].items():
+            unknown = set(config.get("recipe", {})) - set(RECIPE_KEYS)
+            assert not unknown, f"{name} ({profile}): unknown recipe keys {unknown}"

@@ -87,3 +87,12 @@ def test_loop_sampler_lambda_is_eq4():
     assert sorted(i.tolist()) == list(range(8))  # every sample once: no replacement
     deviation = np.abs(SCORES.astype(np.float64) - SCORES.mean())
     np.testing.assert_allclose(lam, 1 / (1 + np.exp(-(deviation[i] - deviation[j]) / 0.5)))
+
+
+def test_model_benchmark_prints_a_row_per_model(capsys):
+    from bench import model_perf
+
+    assert model_perf.main(["--quick", "--models", "swinv2,hgcn"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| swinv2", "| hgcn"]
+    assert all(float(row.split(" | ")[4]) > 0 for row in rows[2:])  # images per second
