@@ -94,5 +94,5 @@ def test_model_benchmark_prints_a_row_per_model(capsys):
 
     assert model_perf.main(["--quick", "--models", "swinv2,hgcn"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    assert [row.split(" | ")[0] for row in rows[2:]] == ["| swinv2", "| hgcn"]
-    assert all(float(row.split(" | ")[4]) > 0 for row in rows[2:])  # images per second
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| swinv2", "| hgcn"]
+    assert all(float(row.split(" | ")[4]) > 0 for row in rows[1:])  # images per second
