@@ -87,6 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def print_list() -> None:
     from baselines import list_models
+    from baselines.registry import describe_model
     from bench.data.registry import dataset_names
     from bench.profiles import PROFILES
     from tables.specs import TABLES
@@ -94,6 +95,8 @@ def print_list() -> None:
     print("models:")
     for name, description in list_models().items():
         print(f"  {name:10s} {description}")
+        for line in describe_model(name):
+            print(f"  {'':10s}   {line}")
     print(
         "  (one run: --model NAME [--methods tfa,flsa,apds]; a table on it: --table 4 --model NAME)"
     )

@@ -47,6 +47,18 @@ def list_models() -> dict[str, str]:
     return {name: entry["description"] for name, entry in _registry().items()}
 
 
+def describe_model(name: str) -> list[str]:
+    """What --list says of a model beyond its description: needs, weight parts, procedure."""
+    entry = model_entry(name)
+    lines = [f"needs beyond pixels: {', '.join(entry['needs']) or 'nothing'}"]
+    for part, what in entry["weights"].items():
+        target = name if part == "auto" else f"{name}.{part}"
+        lines.append(f"--weights {target}=FILE: {what}")
+    if "procedure" in entry:
+        lines.append(f"trains with its own procedure: {entry['procedure']}")
+    return lines
+
+
 def model_entry(name: str) -> dict:
     """A model's registry entry: description, module, optional procedure, configs."""
     if name not in _registry():

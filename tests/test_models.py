@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from baselines import create_model, list_models, model_config
+from baselines import create_model, list_models, model_config, model_entry
 from bench.errors import UserError
 from bench.losses import batch_loss
 from bench.methods import MethodOptions
@@ -27,6 +27,7 @@ def test_every_model_has_the_surface(name):
     logits = model.forward_head(z)
     assert logits.shape == (3, 10)
     torch.testing.assert_close(model(x, **extras), logits)
+    assert list(model.needs) == model_entry(name)["needs"]  # what --list says
 
 
 def test_weights_load_from_a_local_file(tmp_path):
