@@ -40,11 +40,20 @@ def per_sample_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (expected_score(probs) / 10 - target.float() / 10).pow(2)
 
 
-def batch_loss(logits: torch.Tensor, target: torch.Tensor, emd_form: EmdForm) -> torch.Tensor:
-    """The supervised loss of a batch. `batch_rms` is the official ELTA code's EMD: one root
-    of the mean over batch AND bins, instead of the mean of per-sample EMDs."""
+def batch_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    emd_form: EmdForm,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The supervised loss of a batch: the mean of the per-sample losses, each multiplied by
+    its weight when `weights` (B,) are given (LDS, as the official weighted losses). `batch_rms`
+    is the official ELTA code's EMD: one root of the mean over batch AND bins, instead of the
+    mean of per-sample EMDs (with weights, of the weighted per-sample means over bins)."""
     if target.dim() == 2 and emd_form == "batch_rms":
         probs = torch.softmax(logits.float(), dim=-1)
         cdf_gap = torch.cumsum(probs, -1) - torch.cumsum(target.float(), -1)
-        return _sqrt(cdf_gap.pow(2).mean())
-    return per_sample_loss(logits, target).mean()
+        per_sample = cdf_gap.pow(2).mean(-1)
+        return _sqrt((per_sample if weights is None else per_sample * weights).mean())
+    per_sample = per_sample_loss(logits, target)
+    return (per_sample if weights is None else per_sample * weights).mean()

@@ -26,6 +26,21 @@ class MethodOptions:
     flsa_weight: float = 0.0  # 0 turns FLSA off
     apds: bool = False
     emd_form: Literal["per_sample", "batch_rms"] = "per_sample"
+    # Deep imbalanced regression (baselines/dir, bench/dir_terms.py), the official defaults
+    lds: bool = False  # Label Distribution Smoothing: loss weights from the smoothed label density
+    lds_kernel: str = "gaussian"
+    lds_ks: int = 5
+    lds_sigma: float = 2.0
+    lds_reweight: str = "sqrt_inv"
+    fds: bool = False  # Feature Distribution Smoothing: calibrate the pooled feature
+    fds_kernel: str = "gaussian"
+    fds_ks: int = 5
+    fds_sigma: float = 2.0
+    fds_momentum: float = 0.9
+    fds_start_update: int = 0
+    fds_start_smooth: int = 1
+    ranksim_weight: float = 0.0  # RankSim's gamma; 0 turns it off
+    ranksim_lambda: float = 2.0  # the blackbox rank's interpolation lambda
 
     def __post_init__(self) -> None:
         if not (self.tau1 > 0 and self.tau2 > 0):
@@ -46,6 +61,26 @@ class MethodOptions:
             raise UserError(f"tfa_threshold must be >= 0 (got {self.tfa_threshold})")
         if self.emd_form not in ("per_sample", "batch_rms"):
             raise UserError(f"--emd must be 'per_sample' or 'batch_rms' (got {self.emd_form!r})")
+        self._check_dir()
+
+    def _check_dir(self) -> None:
+        from baselines.dir import N_SCORE_BINS, check_settings
+
+        try:
+            if self.lds:
+                check_settings(
+                    self.lds_kernel, self.lds_ks, self.lds_sigma, N_SCORE_BINS, self.lds_reweight
+                )
+            if self.fds:
+                check_settings(
+                    self.fds_kernel, self.fds_ks, self.fds_sigma, N_SCORE_BINS,
+                    momentum=self.fds_momentum,
+                )  # fmt: skip
+                if not 0 <= self.fds_start_update <= self.fds_start_smooth:
+                    raise ValueError("FDS needs 0 <= start_update <= start_smooth")
+            check_settings(gamma=self.ranksim_weight, interpolation_lambda=self.ranksim_lambda)
+        except ValueError as err:
+            raise UserError(str(err)) from None
 
     def round1_dict(self) -> dict:
         """The options that shape the first round (APDS only acts afterwards). Options of a
@@ -60,7 +95,21 @@ class MethodOptions:
             unused = ("tfa_level", "tfa_pairs", "tau1", "tau2", "tfa_sampling", "tfa_threshold")
         for key in unused:
             out.pop(key)
+        # The DIR methods, off, leave no trace (stage ids from before they existed stay valid).
+        for method, on in (("lds", self.lds), ("fds", self.fds), ("ranksim", self.ranksim)):
+            if not on:
+                for key in [k for k in out if k == method or k.startswith(f"{method}_")]:
+                    out.pop(key)
         return out
+
+    @property
+    def ranksim(self) -> bool:
+        return self.ranksim_weight > 0
+
+    @property
+    def uses_dir(self) -> bool:
+        """Whether any deep-imbalanced-regression method is on."""
+        return self.lds or self.fds or self.ranksim
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -26,6 +26,7 @@ from torch import nn
 from bench import mixup_sampling
 from bench.data.loading import Batch, batches
 from bench.data.types import Split
+from bench.dir_terms import DIRTerms, dir_terms
 from bench.losses import batch_loss
 from bench.methods import MethodOptions
 from bench.metrics import evaluate
@@ -138,9 +139,11 @@ def training_loss(
     opts: MethodOptions,
     generator: torch.Generator,
     extras: dict[str, torch.Tensor] | None = None,
+    dir_terms: DIRTerms | None = None,
 ) -> torch.Tensor:
     """The loss of one step. The last `n_pseudo` rows of x are pseudo-labelled (eq. 10).
-    `extras` are the model's per-image inputs beyond pixels (its `needs`)."""
+    `extras` are the model's per-image inputs beyond pixels (its `needs`); `dir_terms` the
+    round's LDS / FDS / RankSim state when any is on (bench/dir_terms.py)."""
     extras = extras or {}
     n_labeled = len(x) - n_pseudo
     pairs = _mixup_pairs(label_scores(targets), opts, generator) if opts.tfa else None
@@ -148,21 +151,29 @@ def training_loss(
         x, targets = tfa.mix_pairs(x, targets, *pairs)  # k = 0 in eq. 1
         extras = _mix_extras(extras, *pairs)
     z = model.forward_features(x, **extras)
+    penalty = None
+    if dir_terms is not None:  # FDS calibrates z; RankSim's term
+        z, penalty = dir_terms.features(z, label_scores(targets), n_labeled, generator)
     if pairs is not None and opts.tfa_level == "feature":
         z, targets = tfa.mix_pairs(z, targets, *pairs)
     logits = model.forward_head(z)
+    weights = dir_terms.weights(label_scores(targets)) if dir_terms is not None else None
 
     # Rows: labelled [0, n_labeled), pseudo-labelled [n_labeled, n_batch), mixed after them.
     # Slices, not boolean masks: no host sync.
     n_batch = n_labeled + n_pseudo
     labeled = torch.cat([logits[:n_labeled], logits[n_batch:]])
     labeled_targets = torch.cat([targets[:n_labeled], targets[n_batch:]])
-    loss = batch_loss(labeled, labeled_targets, opts.emd_form)  # L_s
+    w_s = None if weights is None else torch.cat([weights[:n_labeled], weights[n_batch:]])
+    loss = batch_loss(labeled, labeled_targets, opts.emd_form, w_s)  # L_s
     if n_pseudo:
         pseudo = slice(n_labeled, n_batch)
-        loss = loss + batch_loss(logits[pseudo], targets[pseudo], opts.emd_form)  # L_u
+        w_u = None if weights is None else weights[pseudo]
+        loss = loss + batch_loss(logits[pseudo], targets[pseudo], opts.emd_form, w_u)  # L_u
     if opts.flsa_weight > 0:
         loss = loss + opts.flsa_weight * flsa.alignment_loss(z, label_scores(targets))
+    if penalty is not None:
+        loss = loss + penalty
     return loss
 
 
@@ -254,6 +265,7 @@ class Supervised:
         self.step_generator = torch.Generator(device=settings.device).manual_seed(seed)  # TFA
         self.optimizer = make_optimizer(model, settings)
         self.schedule = lr_schedule(self.optimizer, settings)
+        self.dir_terms = dir_terms(opts, train, model, settings.device)
         self.pseudo = None
         if pseudo is not None and len(pseudo):
             size = pseudo_batch_size(train, pseudo, settings.batch_size)
@@ -261,6 +273,8 @@ class Supervised:
 
     def epoch(self, epoch: int) -> torch.Tensor:
         settings = self.settings
+        if self.dir_terms is not None:
+            self.dir_terms.start_epoch(epoch)
         total = torch.zeros((), device=settings.device)
         steps = 0
         for batch in training_batches(self.train, settings.batch_size, settings, self.generator):
@@ -271,8 +285,9 @@ class Supervised:
                 (x, targets, extras), n_u = join(batch, pseudo), len(pseudo.x)
             with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
                 loss = training_loss(
-                    self.model, x, targets, n_u, self.opts, self.step_generator, extras
-                )
+                    self.model, x, targets, n_u, self.opts, self.step_generator, extras,
+                    self.dir_terms,
+                )  # fmt: skip
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -280,6 +295,8 @@ class Supervised:
             steps += 1
         if self.schedule is not None:
             self.schedule.step()
+        if self.dir_terms is not None:
+            self.dir_terms.end_epoch()
         return total / max(steps, 1)
 
 

@@ -17,6 +17,7 @@ ValueError with a one-line message for the first bad setting.
 from __future__ import annotations
 
 KERNELS = ("gaussian", "triang", "laplace")
+N_SCORE_BINS = 100  # LDS bins and FDS buckets of 10-point scores, 0.1 wide (lds.py says why)
 REWEIGHTS = ("sqrt_inv", "inverse")
 
 

@@ -47,10 +47,9 @@ import torch
 from scipy.ndimage import convolve1d, gaussian_filter1d
 from scipy.signal.windows import triang
 
-from baselines.dir import check_kernel, check_reweight
+from baselines.dir import N_SCORE_BINS, check_kernel, check_reweight
 
 BIN_WIDTH = 0.1
-N_SCORE_BINS = 100  # over [0, 10]
 EDGE_TOL = 1e-4
 SCORE_BIN_EDGES = np.arange(N_SCORE_BINS + 1) / 10 - EDGE_TOL  # float64, 101 edges
 INVERSE_CLIP = (5.0, 1000.0)  # official "inverse": counts clipped before smoothing
