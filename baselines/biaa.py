@@ -65,8 +65,8 @@ bilevel meta-learning over tasks, as `train_model`:
   group of tasks of an epoch may be partial; every epoch starts a new group, as officially.
   On the embedded benchmark (10 scene categories) an epoch is 10 tasks of 80 + 20 images,
   5 + 5 steps each: 5,000 image-gradients (about two supervised epochs of 2,400 images) and 3
-  meta updates (4 + 4 + 2 tasks); on AVA about 1,400 challenges, on AADB (8,458 training
-  images, no groups) 84 random groups of 100.
+  meta updates (4 + 4 + 2 tasks); on AVA about 1,400 challenges, on AADB (about 8,500 training
+  images, no groups) about 85 random groups of 100.
 - With a pseudo-labelled split (APDS self-training, eq. 10), every inner step appends the
   next pseudo-labelled batch, in proportion to its labelled rows (`pseudo_batch_size`); the
   pool has no groups.
