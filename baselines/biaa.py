@@ -49,9 +49,9 @@ bilevel meta-learning over tasks, as `train_model`:
   starts from the meta weights at the group's start (the official `temp_model`), and after each
   task the meta weights move toward its adapted weights. The official code writes
   `meta += (theta_task - meta) / task_num` with `meta` already moved by the earlier tasks of
-  the group, which weighs the group's tasks 27:36:48:64 and moves meta by only 175/256 of
-  their mean; that is an in-place slip of batched Reptile (why else restart every task from
-  the group's snapshot?), fixed here: `meta += meta_step * (theta_task - theta_start)`, so
+  the group, which after a group of 4 keeps 81/256 of the start and weighs the tasks
+  27:36:48:64 (/256); that is an in-place slip of batched Reptile (why else restart every
+  task from the group's snapshot?), fixed here: `meta += meta_step * (theta_task - theta_start)`, so
   a full group sets meta = start + meta_step * sum_k (theta_k - start), with meta_step =
   1 / task_num the mean of the tasks' adapted weights. `official_meta_update = true` restores
   the official form.
@@ -73,9 +73,10 @@ bilevel meta-learning over tasks, as `train_model`:
 - After each epoch the model holds the meta weights, which the harness validates (keeping the
   best epoch). The official code saves the last task-adapted `model` of the last epoch instead
   (the meta model is never saved), and decays the lr with `exp_lr_scheduler`, which multiplies
-  the *current* lr by 0.9^epoch each epoch: lr_e = lr_0 0.9^(e(e+1)/2), ~1e-5 lr_0 by epoch
-  15 of 50. Its docstring means 0.9 per epoch: the paper recipe is `lr_step = 1, lr_gamma =
-  0.9` (bench.train.lr_schedule). Both are DEVIATIONS rows.
+  the *current* lr by 0.9^epoch each epoch: lr_e = lr_0 0.9^(e(e+1)/2) (e = 0, 1, ...),
+  7e-5 lr_0 at e = 13 and ~0 for the last 35 of 50 epochs. Its docstring means 0.9 per
+  epoch: the paper recipe is `lr_step = 1, lr_gamma = 0.9` (bench.train.lr_schedule). Both are
+  DEVIATIONS rows.
 Everything random comes from torch generators seeded with `seed`.
 
 Weights (`--weights biaa=FILE`, part `auto`, recognised by its keys; or `biaa.backbone=FILE`):
