@@ -1,0 +1,402 @@
+"""BIAA: surface and size at every profile, weights in the official layouts (an ImageNet
+torchvision file, the released whole pickled module, legacy and zip), the meta-learning
+procedure against a hand-worked two-task example, and a smoke round through the registry."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import run_all
+from baselines import biaa, create_model, model_config
+from bench.data.types import Split
+from bench.errors import UserError
+from bench.methods import MethodOptions
+from bench.store import Store
+from bench.train import TrainSettings
+
+REFERENCE_PARAMS = 13.24e6  # BASELINES.md: resnet18 (1000-way fc) + MLP 1000-1024-512-1
+OFFICIAL_HEAD_PARAMS = 512 + 1  # FC(512, 1); ours FC(512, 10)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_surface_and_eval_batch_independence(profile):
+    torch.manual_seed(0)
+    model = create_model("biaa", profile)
+    size = model_config("biaa", profile)["img_size"]
+    x = torch.randn(2, 3, size, size)
+    model.train()
+    assert model(x).shape == (2, 10)  # a training-mode forward (BatchNorm on the batch)
+    model.eval()
+    with torch.no_grad():
+        z = model.forward_features(x)
+        logits = model(x)
+        alone = torch.cat([model(x[k : k + 1]) for k in range(2)])
+    assert z.shape == (2, model.feature_dim) and model.needs == ()
+    assert logits.shape == (2, 10)
+    torch.testing.assert_close(model.forward_head(z), logits)
+    torch.testing.assert_close(alone, logits, rtol=1e-4, atol=1e-5)
+
+
+def test_paper_config_is_resnet18_with_its_fc_and_the_official_mlp():
+    model = create_model("biaa", "paper")
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params == 13_247_540
+    official = n_params - model.net.fc3.weight.numel() - 10 + OFFICIAL_HEAD_PARAMS
+    assert official == 13_242_923  # the official scalar head: BASELINES.md's 13.24M
+    assert abs(n_params - REFERENCE_PARAMS) / REFERENCE_PARAMS < 0.02
+    assert model.feature_dim == 1000 and model.needs == ()
+    with torch.no_grad():  # the surface at 224 px, batch 2
+        z = model.eval().forward_features(torch.randn(2, 3, 224, 224))
+    assert z.shape == (2, 1000) and model.forward_head(z).shape == (2, 10)
+    reference = torchvision.models.resnet18()
+    assert {k: v.shape for k, v in model.resnet_layer.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()
+    }
+    assert sum(p.numel() for p in create_model("biaa", "cpu").parameters()) == 324_476
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def test_imagenet_resnet18_loads_as_the_backbone(tmp_path):
+    torch.manual_seed(1)
+    source = torchvision.models.resnet18().state_dict()
+    source["layer1.0.bn1.running_mean"] = torch.randn(64)
+    path = tmp_path / "resnet18-imagenet.pth"  # the older release has no num_batches_tracked
+    torch.save({k: v for k, v in source.items() if "num_batches" not in k}, path)
+    torch.manual_seed(2)
+    fresh = create_model("biaa", "paper")
+    torch.manual_seed(2)
+    model = create_model("biaa", "paper", weights={"auto": path})
+    for key, value in source.items():
+        if "num_batches" not in key:
+            torch.testing.assert_close(model.resnet_layer.state_dict()[key], value)
+    torch.testing.assert_close(model.net.state_dict(), fresh.net.state_dict())  # untouched
+    assert not torch.equal(fresh.resnet_layer.conv1.weight, source["conv1.weight"])
+    # The same layout as the part `backbone`, at the smoke config's widths.
+    small = biaa.ResNet([8, 16, 32, 64], [1, 1, 1, 1], 32).state_dict()
+    torch.save(small, path)
+    loaded = create_model("biaa", "smoke", weights={"backbone": path}).resnet_layer.state_dict()
+    torch.testing.assert_close(loaded, small)
+
+
+PICKLED_MODULE = textwrap.dedent(
+    """
+    # The released prior's structure (zhuhancheng/BLG-PIAA train_meta_model.py): a whole module
+    # pickled with Net / BaselineModel1 defined in __main__ around a torchvision ResNet, here at
+    # the smoke config's sizes, written in both torch formats.
+    import sys
+
+    import torch
+    from torch import nn
+    from torchvision.models.resnet import BasicBlock, ResNet, conv1x1
+
+
+    class BaselineModel1(nn.Module):
+        def __init__(self, num_classes, keep_probability, inputsize, hidden=(1024, 512)):
+            super().__init__()
+            self.fc1 = nn.Linear(inputsize, hidden[0])
+            self.bn1 = nn.BatchNorm1d(hidden[0])
+            self.drop_prob = 1 - keep_probability
+            self.relu1 = nn.PReLU()
+            self.drop1 = nn.Dropout(self.drop_prob)
+            self.fc2 = nn.Linear(hidden[0], hidden[1])
+            self.bn2 = nn.BatchNorm1d(hidden[1])
+            self.relu2 = nn.PReLU()
+            self.drop2 = nn.Dropout(p=self.drop_prob)
+            self.fc3 = nn.Linear(hidden[1], num_classes)
+            self.sig = nn.Sigmoid()
+
+
+    class Net(nn.Module):
+        def __init__(self, resnet, net):
+            super().__init__()
+            self.resnet_layer = resnet
+            self.net = net
+
+
+    def small_resnet(widths, out):  # a torchvision ResNet, its stages narrowed
+        resnet = ResNet(BasicBlock, [1, 1, 1, 1])
+        resnet.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
+        resnet.bn1 = nn.BatchNorm2d(widths[0])
+        channels = widths[0]
+        for stage, width in enumerate(widths):
+            stride = 1 if stage == 0 else 2
+            down = None
+            if stride != 1 or channels != width:
+                down = nn.Sequential(conv1x1(channels, width, stride), nn.BatchNorm2d(width))
+            block = BasicBlock(channels, width, stride, down)
+            setattr(resnet, f"layer{stage + 1}", nn.Sequential(block))
+            channels = width
+        resnet.fc = nn.Linear(channels, out)
+        return resnet
+
+
+    torch.manual_seed(7)
+    model = Net(small_resnet([8, 16, 32, 64], 32), BaselineModel1(1, 0.5, 32, (32, 16)))
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.PReLU)):
+                for tensor in (*module.parameters(), *module.buffers()):
+                    if tensor.is_floating_point():
+                        tensor.uniform_(0.5, 1.5)
+    out = sys.argv[1]
+    torch.save(model, out + "/legacy.pt", _use_new_zipfile_serialization=False)
+    torch.save(model, out + "/zip.pt")
+    torch.save(model.state_dict(), out + "/reference.pt")
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def pickled_prior(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prior")
+    (out / "write.py").write_text(PICKLED_MODULE)
+    subprocess.run([sys.executable, str(out / "write.py"), str(out)], check=True)
+    return out
+
+
+@pytest.mark.parametrize("layout", ["legacy", "zip"])
+def test_released_pickled_module_loads_without_its_classes(pickled_prior, layout):
+    path = pickled_prior / f"{layout}.pt"
+    with pytest.raises(pickle.UnpicklingError):  # a whole module: not weights only
+        torch.load(path, map_location="cpu", weights_only=True)
+    assert not hasattr(sys.modules["__main__"], "BaselineModel1")
+    reference = torch.load(pickled_prior / "reference.pt", weights_only=True)
+    torch.manual_seed(3)
+    fresh = create_model("biaa", "smoke")
+    torch.manual_seed(3)
+    with pytest.warns(UserWarning, match="net.fc3 stays at its random init"):
+        model = create_model("biaa", "smoke", weights={"auto": path})
+    state = model.state_dict()
+    for key, value in reference.items():
+        if key.startswith("net.fc3."):  # FC(512, 1) + sigmoid: left at init
+            assert value.shape[0] == 1
+            torch.testing.assert_close(state[key], fresh.state_dict()[key])
+        else:
+            torch.testing.assert_close(state[key], value)
+    assert not torch.equal(fresh.net.bn1.running_mean, reference["net.bn1.running_mean"])
+    assert set(reference) == set(state)  # the official key names are ours
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Exploit:
+        def __reduce__(self):
+            import os
+
+            return os.system, (f"touch {marker}",)
+
+    path = tmp_path / "evil.pt"
+    torch.save({"resnet_layer": Exploit()}, path)
+    with pytest.raises(UserError, match=r"evil\.pt.*refused to load the global .*system"):
+        create_model("biaa", "smoke", weights={"auto": path})
+    assert not marker.exists()
+
+
+def test_own_state_dict_round_trips_and_wrong_files_are_user_errors(tmp_path):
+    torch.manual_seed(4)
+    source = create_model("biaa", "smoke")
+    path = tmp_path / "biaa_smoke.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)
+    torch.manual_seed(5)
+    model = create_model("biaa", "smoke", weights={"auto": path})
+    torch.testing.assert_close(model.state_dict(), source.state_dict())
+    with pytest.raises(UserError, match="not a backbone"):
+        create_model("biaa", "smoke", weights={"backbone": path})
+    wrong_size = r"biaa_smoke\.pt: not a BIAA model file"  # a smoke file, the cpu model
+    with pytest.raises(UserError, match=wrong_size):
+        create_model("biaa", "cpu", weights={"auto": path})
+    other = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(3)}, other)
+    with pytest.raises(UserError, match=r"other\.pth"):
+        create_model("biaa", "smoke", weights={"auto": other})
+    with pytest.raises(UserError, match="one weights part"):
+        create_model("biaa", "smoke", weights={"theme": other})
+
+
+# ----------------------------------------------------------------------------- meta-learning
+
+
+class Scalar(nn.Module):
+    """One parameter w; the loss below reads it directly."""
+
+    needs: tuple[str, ...] = ()
+    feature_dim = 1
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward_features(self, x):
+        return self.w.expand(len(x), 1)
+
+    def forward_head(self, z):
+        return z.expand(-1, 10)
+
+
+def _split(scores, group) -> Split:
+    n = len(scores)
+    return Split(
+        images=np.zeros((n, 4, 4, 3), np.uint8),
+        scores=np.asarray(scores, np.float32),
+        dists=None,
+        ids=[str(k) for k in range(n)],
+        group=None if group is None else np.asarray(group, np.int64),
+    )
+
+
+SGD = TrainSettings(
+    epochs=2, batch_size=4, lr=0.5, img_size=4, resize=None, num_workers=0,
+    device=torch.device("cpu"), optimizer="sgd",
+)  # fmt: skip
+
+
+@pytest.fixture
+def quadratic_loss(monkeypatch):
+    """Replace the shared loss by 0.5 (w - mean labelled target)^2 and record every call:
+    (w before the step, rows, pseudo-labelled rows, mean labelled target)."""
+    calls = []
+
+    def loss(model, x, targets, n_pseudo, opts, generator, extras):
+        labelled = targets[: len(x) - n_pseudo]
+        calls.append((model.w.item(), len(x), n_pseudo, labelled.mean().item()))
+        return 0.5 * (model.w - labelled.mean()) ** 2
+
+    monkeypatch.setattr(biaa, "training_loss", loss)
+    return calls
+
+
+@pytest.mark.parametrize("official", [False, True])
+def test_meta_update_by_hand_two_tasks(quadratic_loss, official):
+    # Two groups of 6 images, all scored 2 (group 0) and 6 (group 1): support 4, query 2.
+    # SGD, lr 0.5, on 0.5 (w - c)^2: w <- (w + c) / 2. From w = 0, two steps on the support and
+    # two on the query: c = 2: 0 -> 1 -> 1.5 -> 1.75 -> 1.875; c = 6: 0 -> 3 -> 4.5 -> 5.25
+    # -> 5.625. Both tasks start from the group's start (0). meta_step 0.5:
+    # batched: meta = 0 + 0.5 (1.875 - 0) + 0.5 (5.625 - 0) = 3.75;
+    # official (in place): meta = 0.5 * first, then meta += 0.5 (second - meta).
+    model = Scalar()
+    train = _split([2.0] * 6 + [6.0] * 6, [0] * 6 + [1] * 6)
+    procedure = biaa.MetaLearning(
+        model, train, None, MethodOptions(), SGD, seed=0, support=4, query=2, inner_steps=2,
+        tasks_per_meta=2, meta_step=0.5, official_meta_update=official,
+    )  # fmt: skip
+    loss = procedure.epoch(0)
+    first, second = quadratic_loss[0][3], quadratic_loss[4][3]
+    assert {first, second} == {2.0, 6.0}
+    path = {2.0: [0.0, 1.0, 1.5, 1.75], 6.0: [0.0, 3.0, 4.5, 5.25]}
+    assert quadratic_loss == [
+        *[(w, rows, 0, first) for w, rows in zip(path[first], [4, 4, 2, 2], strict=True)],
+        *[(w, rows, 0, second) for w, rows in zip(path[second], [4, 4, 2, 2], strict=True)],
+    ]  # support then query, each task from the start snapshot
+    adapted = {2.0: 1.875, 6.0: 5.625}
+    if official:
+        expected = 0.5 * adapted[first]
+        expected += 0.5 * (adapted[second] - expected)  # 3.28125 or 2.34375
+        assert expected in (3.28125, 2.34375)
+    else:
+        expected = 3.75
+    assert model.w.item() == expected  # the model holds the meta weights after the epoch
+    # Mean of the 8 losses 0.5 (w - c)^2: (2 + .5 + .125 + .03125 + 18 + 4.5 + 1.125 + .28125)/8
+    assert loss.item() == pytest.approx(26.5625 / 8)
+
+    quadratic_loss.clear()
+    procedure.epoch(1)
+    assert [call[0] for call in quadratic_loss[::4]] == [expected, expected]  # from the meta
+
+
+def test_pseudo_labelled_rows_join_every_inner_step(quadratic_loss):
+    model = Scalar()
+    train = _split([2.0] * 6 + [6.0] * 6, [0] * 6 + [1] * 6)
+    pseudo = _split([9.0] * 6, None)
+    procedure = biaa.MetaLearning(
+        model, train, pseudo, MethodOptions(), SGD, seed=0, support=4, query=2, inner_steps=2,
+        tasks_per_meta=2, meta_step=0.5,
+    )  # fmt: skip
+    procedure.epoch(0)
+    # pseudo rows per step: round(rows * 6 / 12): 2 with the support's 4, 1 with the query's 2
+    assert [(rows, n_pseudo) for _, rows, n_pseudo, _ in quadratic_loss] == [
+        (6, 2), (6, 2), (3, 1), (3, 1)
+    ] * 2  # fmt: skip
+    assert {c for *_, c in quadratic_loss} == {2.0, 6.0}  # the loss saw the labelled rows
+
+
+def test_tasks_from_random_groups_when_the_data_has_none():
+    settings = TrainSettings(
+        epochs=1, batch_size=4, lr=0.1, img_size=4, resize=None, num_workers=0,
+        device=torch.device("cpu"),
+    )  # fmt: skip
+    kwargs = {"support": 4, "query": 2}
+    # No groups (AADB): 25 images dealt into random groups of 6; the last (1 image) is skipped.
+    ungrouped = biaa.MetaLearning(
+        Scalar(), _split([5.0] * 25, None), None, MethodOptions(), settings, 0, **kwargs
+    )
+    tasks = ungrouped._tasks()
+    assert [(len(s), len(q)) for s, q in tasks] == [(4, 2)] * 4
+    rows = np.concatenate([np.concatenate(task) for task in tasks])
+    assert len(set(rows.tolist())) == 24
+    # Rows without a group (-1) are dealt the same way; a group of 10 gives support 4 (not 8,
+    # capped at `support`), query 2; a group of 3 is too small and skipped.
+    group = [0] * 10 + [1] * 3 + [-1] * 12
+    mixed = biaa.MetaLearning(
+        Scalar(), _split([5.0] * 25, group), None, MethodOptions(), settings, 0, **kwargs
+    )
+    tasks = mixed._tasks()
+    assert len(tasks) == 3 and sum(set(np.concatenate(t)) <= set(range(10)) for t in tasks) == 1
+    assert mixed._split(np.arange(5)) == (4, 1) and math.floor(0.8 * 5) == 4
+    with pytest.raises(UserError, match="no group"):
+        biaa.MetaLearning(
+            Scalar(), _split([5.0] * 9, [0, 0, 0, 1, 1, 1, 2, 2, 2]), None, MethodOptions(),
+            settings, 0, **kwargs,
+        )  # fmt: skip
+
+
+def test_smoke_round_with_every_method_through_the_registry(tmp_path):
+    args = ["--model", "biaa", "--methods", "tfa,flsa,apds", "--profile", "smoke"]
+    assert run_all.main([*args, "--jobs", "1", "--results", str(tmp_path)]) == 0
+    store = Store(tmp_path)
+    kinds = []
+    for stage_dir in (tmp_path / "runs").iterdir():
+        kinds.append(json.loads((stage_dir / "config.json").read_text())["stage"])
+        assert store.is_ok(stage_dir.name), (stage_dir / "log.txt").read_text()
+    assert sorted(kinds) == ["round1", "selftrain"]
+
+
+def test_task_batches_from_image_files_with_workers(tmp_path):
+    from PIL import Image
+
+    paths = []
+    for k in range(12):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(np.full((12, 16, 3), 20 * k, np.uint8)).save(paths[-1])
+    train = _split([2.0] * 6 + [6.0] * 6, [0] * 6 + [1] * 6)
+    train.images = paths
+    settings = TrainSettings(
+        epochs=1, batch_size=4, lr=0.1, img_size=8, resize=10, num_workers=1,
+        device=torch.device("cpu"),
+    )  # fmt: skip
+    procedure = biaa.MetaLearning(
+        Scalar(), train, None, MethodOptions(), settings, 0, support=4, query=2
+    )
+    tasks = procedure._tasks()
+    prepared = list(procedure._task_batches(tasks))
+    assert len(prepared) == 2
+    for (support, query), (support_rows, query_rows) in zip(prepared, tasks, strict=True):
+        assert support.x.shape == (4, 3, 8, 8) and query.x.shape == (2, 3, 8, 8)
+        torch.testing.assert_close(support.targets.sort().values, torch.tensor(
+            train.scores[support_rows]).sort().values)  # fmt: skip
+        # the query batch: resized, no crop or flip, so each image is its constant grey
+        grey = (torch.tensor(query_rows * 20.0) / 255 - 0.485) / 0.229
+        torch.testing.assert_close(query.x[:, 0, 0, 0], grey.float(), atol=1e-5, rtol=0)
