@@ -110,6 +110,7 @@ from torchvision.models.resnet import BasicBlock, conv1x1
 
 from bench.data.loading import Batch, batches
 from bench.data.types import NUM_BINS, Split
+from bench.dir_terms import dir_terms
 from bench.errors import UserError
 from bench.methods import MethodOptions
 from bench.train import (
@@ -476,6 +477,7 @@ class MetaLearning:
         self.step_generator = torch.Generator(device=settings.device).manual_seed(seed)  # TFA
         self.optimizer = make_optimizer(model, settings)  # shared by every task (official)
         self.schedule = lr_schedule(self.optimizer, settings)
+        self.dir_terms = dir_terms(opts, train, model, settings.device)  # LDS, FDS, RankSim
         self.params = [p for p in model.parameters() if p.requires_grad]
 
         group = train.group if train.group is not None else np.full(len(train), -1)
@@ -549,14 +551,17 @@ class MetaLearning:
             (x, targets, extras), n_u = join(batch, pseudo), len(pseudo.x)
         with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
             loss = training_loss(
-                self.model, x, targets, n_u, self.opts, self.step_generator, extras
-            )
+                self.model, x, targets, n_u, self.opts, self.step_generator, extras,
+                self.dir_terms,
+            )  # fmt: skip
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss.detach()
 
     def epoch(self, epoch: int) -> torch.Tensor:
+        if self.dir_terms is not None:
+            self.dir_terms.start_epoch(epoch)
         total = torch.zeros((), device=self.settings.device)
         steps = 0
         with torch.no_grad():
@@ -581,4 +586,6 @@ class MetaLearning:
             torch._foreach_copy_(self.params, meta)  # the harness validates the meta weights
         if self.schedule is not None:
             self.schedule.step()
+        if self.dir_terms is not None:
+            self.dir_terms.end_epoch()
         return total / max(steps, 1)

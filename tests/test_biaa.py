@@ -270,7 +270,7 @@ def quadratic_loss(monkeypatch):
     (w before the step, rows, pseudo-labelled rows, mean labelled target)."""
     calls = []
 
-    def loss(model, x, targets, n_pseudo, opts, generator, extras):
+    def loss(model, x, targets, n_pseudo, opts, generator, extras, dir_terms=None):
         labelled = targets[: len(x) - n_pseudo]
         calls.append((model.w.item(), len(x), n_pseudo, labelled.mean().item()))
         return 0.5 * (model.w - labelled.mean()) ** 2
