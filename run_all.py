@@ -25,6 +25,19 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+# MethodOptions field -> the command-line option that sets it for every row of a grid
+COMMON_OPTIONS = {
+    "tfa_pairs": "tfa_pairs",
+    "tau1": "tau1",
+    "tau2": "tau2",
+    "emd_form": "emd",
+    **{f"{m}_{k}": f"{m}_{k}" for m in ("lds", "fds") for k in ("kernel", "ks", "sigma")},
+    "lds_reweight": "lds_reweight",
+    "fds_momentum": "fds_momentum",
+    "ranksim_lambda": "ranksim_lambda",
+}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", help="which table to reproduce (see --list)")
@@ -71,6 +84,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     m.add_argument(
         "--emd", choices=["per_sample", "batch_rms"], help="EMD form (batch_rms: official code)"
     )
+    d = p.add_argument_group("deep imbalanced regression options (LDS, FDS, RankSim)")
+    d.add_argument("--lds-kernel", help="LDS window: gaussian (default), triang, laplace")
+    d.add_argument("--lds-ks", type=int, help="LDS window size, odd (5)")
+    d.add_argument("--lds-sigma", type=float, help="LDS window width (2.0)")
+    d.add_argument("--lds-reweight", help="LDS reweighting: sqrt_inv (default) or inverse")
+    d.add_argument("--fds-kernel", help="FDS window: gaussian (default), triang, laplace")
+    d.add_argument("--fds-ks", type=int, help="FDS window size, odd (5)")
+    d.add_argument("--fds-sigma", type=float, help="FDS window width (2.0)")
+    d.add_argument("--fds-momentum", type=float, help="FDS running-statistics momentum (0.9)")
+    d.add_argument("--ranksim-gamma", type=float, help="weight of the RankSim term")
+    d.add_argument("--ranksim-lambda", type=float, help="RankSim interpolation lambda (2.0)")
     args = p.parse_args(argv)
     if not args.list and not (args.table or args.figure or args.model):
         p.error("give --table, --figure or --model (or --list)")
@@ -100,7 +124,8 @@ def print_list() -> None:
     print(
         "  (one run: --model NAME [--methods tfa,flsa,apds]; a table on it: --table 4 --model NAME)"
     )
-    print("methods: tfa (feature|pixel level; elta|random|threshold sampling), flsa, apds")
+    print("methods: tfa (feature|pixel level; elta|random|threshold sampling), flsa, apds;")
+    print("         lds, fds, ranksim (deep imbalanced regression, baselines/dir)")
     print("datasets:", ", ".join(dataset_names()))
     print("tables:")
     for key, spec in TABLES.items():
@@ -239,7 +264,7 @@ def _run_rows(args: argparse.Namespace, rows: list, paper_datasets: list[str]) -
     apply under each row's own."""
     from baselines import create_model
     from bench.data.registry import check_name, load_dataset
-    from bench.grid import FLSA_WEIGHT_DEFAULT, describe, plan_grid
+    from bench.grid import FLSA_WEIGHT_DEFAULT, RANKSIM_GAMMA_DEFAULT, describe, plan_grid
     from bench.methods import MethodOptions
     from bench.plan import Context
     from bench.profiles import get_profile
@@ -270,14 +295,14 @@ def _run_rows(args: argparse.Namespace, rows: list, paper_datasets: list[str]) -
     for name in datasets:
         check_name(name)
     common = {
-        key: value
-        for key, value in dict(
-            tfa_pairs=args.tfa_pairs, tau1=args.tau1, tau2=args.tau2, emd_form=args.emd
-        ).items()
-        if value is not None
+        key: getattr(args, flag)
+        for key, flag in COMMON_OPTIONS.items()
+        if getattr(args, flag) is not None
     }
     flsa_weight = FLSA_WEIGHT_DEFAULT if args.flsa_weight is None else args.flsa_weight
-    MethodOptions(**common, flsa_weight=flsa_weight)  # validate before anything runs
+    ranksim = RANKSIM_GAMMA_DEFAULT if args.ranksim_gamma is None else args.ranksim_gamma
+    # Validate every setting before anything runs, each module on.
+    MethodOptions(**common, flsa_weight=flsa_weight, lds=True, fds=True, ranksim_weight=ranksim)
     cells = plan_grid(
         datasets,
         rows,
@@ -285,6 +310,7 @@ def _run_rows(args: argparse.Namespace, rows: list, paper_datasets: list[str]) -
         profile.name,
         common,
         flsa_weight,
+        ranksim,
         args.data_root,
         weights,
         args.eval_only,

@@ -21,13 +21,15 @@ from bench.methods import MethodOptions
 from bench.plan import RunRequest, Stage, stages_for
 
 FLSA_WEIGHT_DEFAULT = 1.0  # the official README's example (--simloss_weight 1)
+RANKSIM_GAMMA_DEFAULT = 100.0  # the official recommendation (AgeDB, IMDB-WIKI)
 
 
 @dataclass(frozen=True)
 class Row:
     key: str  # names the row in tables and in the paper's numbers
     model: str  # a registered model (baselines/models.toml)
-    options: dict = field(default_factory=dict)  # MethodOptions fields; flsa: True for FLSA
+    # MethodOptions fields; flsa / ranksim: True turn them on at the grid's weight
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,17 @@ class Cell:
     chain: list[Stage]
 
 
-def method_options(row: Row, common: dict, flsa_weight: float) -> MethodOptions:
+def method_options(
+    row: Row, common: dict, flsa_weight: float, ranksim_weight: float = RANKSIM_GAMMA_DEFAULT
+) -> MethodOptions:
     """The row's options over the grid's common ones (UserError for bad values)."""
     options = {**common, **row.options}
-    flsa_on = options.pop("flsa", False)
-    return MethodOptions(**options, flsa_weight=flsa_weight if flsa_on else 0.0)
+    flsa_on, ranksim_on = options.pop("flsa", False), options.pop("ranksim", False)
+    return MethodOptions(
+        **options,
+        flsa_weight=flsa_weight if flsa_on else 0.0,
+        ranksim_weight=ranksim_weight if ranksim_on else 0.0,
+    )
 
 
 def plan_grid(
@@ -54,6 +62,7 @@ def plan_grid(
     profile: str,
     common: dict | None = None,
     flsa_weight: float = FLSA_WEIGHT_DEFAULT,
+    ranksim_weight: float = RANKSIM_GAMMA_DEFAULT,
     data_root: Path | None = None,
     weights: dict[str, dict[str, str]] | None = None,
     eval_only: bool = False,
@@ -67,7 +76,7 @@ def plan_grid(
     cells = []
     for dataset in datasets:
         for row in rows:
-            opts = method_options(row, common, flsa_weight)
+            opts = method_options(row, common, flsa_weight, ranksim_weight)
             for seed in range(seeds):
                 request = RunRequest(
                     dataset=dataset,

@@ -66,21 +66,25 @@ class MethodOptions:
     def _check_dir(self) -> None:
         from baselines.dir import N_SCORE_BINS, check_settings
 
-        try:
-            if self.lds:
-                check_settings(
-                    self.lds_kernel, self.lds_ks, self.lds_sigma, N_SCORE_BINS, self.lds_reweight
-                )
-            if self.fds:
-                check_settings(
-                    self.fds_kernel, self.fds_ks, self.fds_sigma, N_SCORE_BINS,
-                    momentum=self.fds_momentum,
-                )  # fmt: skip
-                if not 0 <= self.fds_start_update <= self.fds_start_smooth:
-                    raise ValueError("FDS needs 0 <= start_update <= start_smooth")
-            check_settings(gamma=self.ranksim_weight, interpolation_lambda=self.ranksim_lambda)
-        except ValueError as err:
-            raise UserError(str(err)) from None
+        # fmt: off
+        checks = {"RankSim (--ranksim-*)": dict(gamma=self.ranksim_weight,
+                                                interpolation_lambda=self.ranksim_lambda)}
+        if self.lds:
+            checks["LDS (--lds-*)"] = dict(kernel=self.lds_kernel, ks=self.lds_ks,
+                                           sigma=self.lds_sigma, n_buckets=N_SCORE_BINS,
+                                           reweight=self.lds_reweight)
+        if self.fds:
+            checks["FDS (--fds-*)"] = dict(kernel=self.fds_kernel, ks=self.fds_ks,
+                                           sigma=self.fds_sigma, n_buckets=N_SCORE_BINS,
+                                           momentum=self.fds_momentum)
+        # fmt: on
+        for method, settings in checks.items():
+            try:
+                check_settings(**settings)
+            except ValueError as err:
+                raise UserError(f"{method}: {err}") from None
+        if self.fds and not 0 <= self.fds_start_update <= self.fds_start_smooth:
+            raise UserError("FDS needs 0 <= start_update <= start_smooth")
 
     def round1_dict(self) -> dict:
         """The options that shape the first round (APDS only acts afterwards). Options of a

@@ -52,7 +52,7 @@ class TableSpec:
 
 
 PAPER_ROW = {"swinv2": "base"}  # a model's row key in the paper's Table 1, where it differs
-METHOD_NAMES = ("tfa", "flsa", "apds")
+METHOD_NAMES = ("tfa", "flsa", "apds", "lds", "fds", "ranksim")
 
 
 def single_run(model: str, methods: list[str]) -> TableSpec:
