@@ -178,7 +178,7 @@ def run_table(args: argparse.Namespace) -> int:
     """A table of the paper, or (--model alone) a one-row table of a single run."""
     from baselines import model_entry
     from bench.data.registry import paper_dataset
-    from tables.make import caption, write_table
+    from tables.make import caption, write_blocks, write_table
     from tables.specs import get_table, single_run
 
     if args.table:
@@ -193,11 +193,20 @@ def run_table(args: argparse.Namespace) -> int:
     if done is None:
         return 0
     profile, per_dataset = done
+    tables = args.results / "tables"
+    if spec.layout == "blocks":
+        datasets = list(per_dataset)
+        paper_names = [paper_dataset(dataset) for dataset in datasets]
+        codes = sorted({c for r in per_dataset.values() for c in r["code"].dropna()})
+        text = caption(spec, datasets, paper_names, profile.name, args.seeds, codes)
+        print(write_blocks(spec, per_dataset, paper_names, text, tables / spec.stem))
+        print(f"written: {tables / spec.stem}.md, .tex, .csv (per seed)")
+        return _exit_code(per_dataset)
     for dataset, results in per_dataset.items():
         paper_name = paper_dataset(dataset)
         codes = sorted(results["code"].dropna().unique())
-        text = caption(spec, dataset, paper_name, profile.name, args.seeds, codes)
-        out = args.results / "tables" / _stem(spec.stem, dataset, per_dataset)
+        text = caption(spec, [dataset], [paper_name], profile.name, args.seeds, codes)
+        out = tables / _stem(spec.stem, dataset, per_dataset)
         print(write_table(spec, results, paper_name, text, out))
         print(f"written: {out}.md, {out}.tex, {out}.csv (per seed)")
     return _exit_code(per_dataset)

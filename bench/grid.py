@@ -45,14 +45,14 @@ class Cell:
 def method_options(
     row: Row, common: dict, flsa_weight: float, ranksim_weight: float = RANKSIM_GAMMA_DEFAULT
 ) -> MethodOptions:
-    """The row's options over the grid's common ones (UserError for bad values)."""
+    """The row's options over the grid's common ones (UserError for bad values). `flsa` and
+    `ranksim` turn those modules on at the grid's weights, unless the row sets its own."""
     options = {**common, **row.options}
-    flsa_on, ranksim_on = options.pop("flsa", False), options.pop("ranksim", False)
-    return MethodOptions(
-        **options,
-        flsa_weight=flsa_weight if flsa_on else 0.0,
-        ranksim_weight=ranksim_weight if ranksim_on else 0.0,
-    )
+    if options.pop("flsa", False):
+        options.setdefault("flsa_weight", flsa_weight)
+    if options.pop("ranksim", False):
+        options.setdefault("ranksim_weight", ranksim_weight)
+    return MethodOptions(**options)
 
 
 def plan_grid(

@@ -33,19 +33,23 @@ def collect(cells: list[tuple[str, int, Stage]], store: Store) -> pd.DataFrame:
 
 
 def caption(
-    spec: TableSpec, dataset: str, paper_name: str, profile: str, seeds: int, codes: list[str]
+    spec: TableSpec,
+    datasets: list[str],
+    paper_names: list[str],
+    profile: str,
+    seeds: int,
+    codes: list[str],
 ) -> str:
-    """Where the cells came from: dataset, profile, seeds and the code versions that ran."""
-    stand_in = (
-        f" (embedded benchmark standing in for {paper_name})"
-        if dataset.startswith("synth-")
-        else ""
-    )
+    """Where the cells came from: datasets, profile, seeds and the code versions that ran."""
+    synthetic = all(dataset.startswith("synth-") for dataset in datasets)
+    names, papers = ", ".join(datasets), ", ".join(paper_names)
+    stand_in = f" (embedded benchmark standing in for {papers})" if synthetic else ""
     spread = "mean ± std" if seeds > 1 else "seed 0"
+    best = "best per column of each dataset" if len(datasets) > 1 else "best per column"
     return (
-        f"{spec.caption} on {dataset}{stand_in}; profile {profile}, {seeds} "
+        f"{spec.caption} on {names}{stand_in}; profile {profile}, {seeds} "
         f"seed{'s' if seeds > 1 else ''} ({spread}), code {', '.join(codes) or 'unknown'}. "
-        f"Ours beside the paper's numbers on {paper_name}; best per column in bold."
+        f"Ours beside the paper's numbers on {papers}; {best} in bold."
     )
 
 
@@ -64,6 +68,43 @@ def choose_on_val(spec: TableSpec, results: pd.DataFrame) -> tuple[dict[str, str
         listing = ", ".join(f"{row} {val[row]:.3f}" for row in candidates if row in val)
         notes.append(f"Chosen on validation SRCC: {chosen[paper_key]} ({listing}).")
     return chosen, notes
+
+
+def write_blocks(
+    spec: TableSpec, per_dataset: dict[str, pd.DataFrame], paper_names: list[str], text: str,
+    out: Path,
+) -> str:  # fmt: skip
+    """Every dataset in one table, a block of the spec's rows per dataset (layout "blocks"):
+    Markdown and LaTeX to `out`.md / .tex, the per-seed records (with a dataset column) to
+    `out`.csv; return the Markdown."""
+    if spec.choose_on_val:
+        raise ValueError(f"{spec.title}: choose_on_val needs the one-table-per-dataset layout")
+    rows, blocks, paper, runs = [], [], {}, []
+    for (dataset, results), paper_name in zip(per_dataset.items(), paper_names, strict=True):
+        for k, row in enumerate(spec.rows):
+            key = f"{dataset}/{row.key}"
+            rows.append((key, [dataset if k == 0 else "", *row.descriptors]))
+            blocks.append(dataset)
+            for m in METRICS:
+                table = spec.paper_table or spec.key
+                paper[(key, m.key)] = paper_value(table, paper_name, row.key, m.key)
+        runs.append(results.assign(dataset=dataset))
+    records = pd.concat(runs, ignore_index=True)
+    keyed = records.assign(row=records["dataset"] + "/" + records["row"])
+    view = build_view(
+        spec.title, text, rows, spec.header_columns, keyed, paper, notes=tuple(spec.notes),
+        blocks=blocks,
+    )  # fmt: skip
+    return _write(view, records, out)
+
+
+def _write(view, records: pd.DataFrame, out: Path) -> str:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(view)
+    out.with_suffix(".md").write_text(markdown)
+    out.with_suffix(".tex").write_text(render_latex(view))
+    records.to_csv(out.with_suffix(".csv"), index=False)
+    return markdown
 
 
 def write_table(
@@ -89,9 +130,4 @@ def write_table(
     ]
     notes = (*spec.notes, *choice_notes)
     view = build_view(spec.title, text, rows, spec.header_columns, results, paper, notes=notes)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    markdown = render_markdown(view)
-    out.with_suffix(".md").write_text(markdown)
-    out.with_suffix(".tex").write_text(render_latex(view))
-    results.to_csv(out.with_suffix(".csv"), index=False)
-    return markdown
+    return _write(view, results, out)

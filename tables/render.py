@@ -64,11 +64,13 @@ class Cell:
 
 @dataclass(frozen=True)
 class RowView:
-    """One table row: its descriptor cells, then (ours, paper) cells for each metric in turn."""
+    """One table row: its descriptor cells, then (ours, paper) cells for each metric in turn;
+    `rule_before` opens a new block (a dataset of a multi-dataset table)."""
 
     key: str
     descriptors: tuple[str, ...]
     cells: tuple[Cell, ...]
+    rule_before: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,20 @@ def _best_flags(values: list[float | None], higher_is_better: bool) -> list[bool
     return [v is not None and v == best for v in shown]
 
 
+def _best_per_block(
+    values: list[float | None], blocks: list[str], higher_is_better: bool
+) -> list[bool]:
+    """`_best_flags` applied within each block of rows."""
+    flags = [False] * len(values)
+    for block in dict.fromkeys(blocks):
+        members = [i for i, b in enumerate(blocks) if b == block]
+        for i, flag in zip(
+            members, _best_flags([values[i] for i in members], higher_is_better), strict=True
+        ):
+            flags[i] = flag
+    return flags
+
+
 def _check_inputs(
     row_labels: list[tuple[str, list[str]]], header_columns: list[str], results: pd.DataFrame
 ) -> None:
@@ -192,6 +208,7 @@ def build_view(
     paper: dict[tuple[str, str], float | None],
     metrics: tuple[Metric, ...] = METRICS,
     notes: tuple[str, ...] = (),
+    blocks: list[str] | None = None,
 ) -> TableView:
     """Aggregate `results` per row and lay them out beside the paper's values.
 
@@ -199,7 +216,9 @@ def build_view(
     the descriptor columns. `results` holds one row per (row, seed) with the columns ``row``,
     ``seed``, ``status`` ("ok"/"failed"), ``reason`` and one float column per metric key.
     `paper` maps (row key, metric key) to the paper's value; absent keys and None show as "–".
-    `notes` are printed under the table, before the notes on failed runs.
+    `notes` are printed under the table, before the notes on failed runs. `blocks` names each
+    row's block (a dataset): the best values are bolded within each block, and a rule
+    separates the blocks.
     """
     needed = [*RESULT_COLUMNS, *(m.key for m in metrics)]
     if results.empty:
@@ -210,14 +229,15 @@ def build_view(
     _check_inputs(row_labels, header_columns, results)
 
     keys = [key for key, _ in row_labels]
+    blocks = blocks or [""] * len(keys)
     ours = [_aggregate_row(key, results[results["row"] == key], metrics) for key in keys]
+    theirs = [[paper.get((key, metric.key)) for metric in metrics] for key in keys]
     ours_bold = [
-        _best_flags([agg.means[i] for agg in ours], metric.higher_is_better)
+        _best_per_block([agg.means[i] for agg in ours], blocks, metric.higher_is_better)
         for i, metric in enumerate(metrics)
     ]
-    theirs = [[paper.get((key, metric.key)) for metric in metrics] for key in keys]
     theirs_bold = [
-        _best_flags([values[i] for values in theirs], metric.higher_is_better)
+        _best_per_block([values[i] for values in theirs], blocks, metric.higher_is_better)
         for i, metric in enumerate(metrics)
     ]
 
@@ -229,7 +249,8 @@ def build_view(
             paper_text = MISSING if paper_value is None else _format_number(paper_value)
             cells.append(Cell(ours[r].texts[i], ours_bold[i][r]))
             cells.append(Cell(paper_text, theirs_bold[i][r]))
-        rows.append(RowView(key, tuple(descriptors), tuple(cells)))
+        opens_block = r > 0 and blocks[r] != blocks[r - 1]
+        rows.append(RowView(key, tuple(descriptors), tuple(cells), opens_block))
 
     first = len(header_columns) + 1
     spans = tuple((first + 2 * i, first + 2 * i + 1) for i in range(len(metrics)))

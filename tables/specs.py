@@ -42,6 +42,9 @@ class TableSpec:
     choose_on_val: dict[str, list[str]] = field(default_factory=dict)
     paper_table: str | None = None  # the paper's table its numbers come from (default: key)
     file_stem: str | None = None  # default: table4, table-sampling
+    # "rows": one table per dataset; "blocks": every dataset in one table, a block of the
+    # rows per dataset (the paper's Tables 1 and 2, transposed: methods are rows here)
+    layout: str = "rows"
 
     @property
     def stem(self) -> str:
@@ -127,7 +130,29 @@ def _sampling_rows() -> list[RowSpec]:
     return [random, *thresholds, elta]
 
 
+def _dir_rows() -> list[RowSpec]:
+    """Table 2: the DIR methods and ELTA, each on the Swin V2 baseline."""
+    return [
+        RowSpec("lds_fds", ["L&FDS"], {"lds": True, "fds": True}),
+        RowSpec("ranksim", ["RankSim"], {"ranksim": True}),
+        RowSpec("base", ["Base."], {}),
+        RowSpec("elta", ["Ours"], ELTA),
+    ]
+
+
+FOUR_DATASETS = ["AVA", "AADB", "TAD66K", "PARA"]
+
 TABLES: dict[str, TableSpec] = {
+    "2": TableSpec(
+        key="2",
+        title="Table 2",
+        caption="ELTA against two deep-imbalanced-regression methods, L&FDS (LDS and FDS "
+        "together) and RankSim, all on the Swin V2 baseline",
+        paper_datasets=FOUR_DATASETS,
+        header_columns=["Dataset", "Method"],
+        rows=_dir_rows(),
+        layout="blocks",
+    ),
     "4": TableSpec(
         key="4",
         title="Table 4",

@@ -300,3 +300,44 @@ def test_no_choice_without_ok_candidates_or_defined_validation_srcc():
     assert choose_on_val(spec, _sampling_runs({"threshold_0.5": [math.nan]})) == ({}, [])
     partly = _sampling_runs({"threshold_0.5": [None, 0.5], "threshold_1.0": [math.nan]})
     assert choose_on_val(spec, partly)[0] == {"threshold": "threshold_0.5"}
+
+
+def test_blocks_bold_the_best_within_each_dataset_and_rule_between_them():
+    runs = [
+        _run("ava/a", 0, [0.70, 0.6, 0.5, 0.3, 0.4]),
+        _run("ava/b", 0, [0.60, 0.6, 0.4, 0.3, 0.4]),
+        _run("para/a", 0, [0.20, 0.6, 0.5, 0.3, 0.4]),
+        _run("para/b", 0, [0.30, 0.6, 0.6, 0.3, 0.4]),
+    ]
+    view = build_view(
+        "Table 2", "DIR", [("ava/a", ["ava", "a"]), ("ava/b", ["", "b"]),
+                           ("para/a", ["para", "a"]), ("para/b", ["", "b"])],
+        ["Dataset", "Method"], pd.DataFrame(runs), {}, blocks=["ava", "ava", "para", "para"],
+    )  # fmt: skip
+    assert [_ours(view, r, 0).bold for r in range(4)] == [True, False, False, True]  # per block
+    assert [_ours(view, r, 2).bold for r in range(4)] == [False, True, True, False]
+    assert [row.rule_before for row in view.rows] == [False, False, True, False]
+    assert render_latex(view).count(r"\midrule") == 2  # under the header, between the blocks
+
+
+def test_a_block_table_writes_one_file_with_every_dataset(tmp_path):
+    from tables.make import write_blocks
+    from tables.specs import get_table
+
+    spec = get_table("2")
+    keys = [row.key for row in spec.rows]
+    runs = [_run(key, 0, [0.5 + k / 10, 0.5, 0.5, 0.3, 0.4]) for k, key in enumerate(keys)]
+    per_dataset = {name: pd.DataFrame(runs) for name in ("synth-ava", "synth-para")}
+    out = tmp_path / "table2"
+    markdown = write_blocks(spec, per_dataset, ["AVA", "PARA"], "caption", out)
+    lines = [
+        line
+        for line in markdown.splitlines()
+        if line.startswith("| synth-") or line.startswith("|  |")
+    ]
+    assert len(lines) == 8 and lines[0].startswith("| synth-ava | L&FDS |")
+    assert lines[4].startswith("| synth-para | L&FDS |")
+    assert "0.743" in lines[2] and "0.925" in lines[6]  # the paper's Base. P on AVA and PARA
+    records = pd.read_csv(out.with_suffix(".csv"))
+    assert sorted(records["dataset"].unique()) == ["synth-ava", "synth-para"]
+    assert set(records["row"]) == set(keys)  # rows keep their keys beside the dataset
