@@ -36,6 +36,7 @@ class Claim:
     reference: str  # the row it is compared with
     metrics: tuple[str, ...]
     better: bool = True  # the claim says `row` is better than `reference` (False: worse)
+    per_dataset: bool = False  # checked on each dataset of a multi-dataset table (Table 2)
 
 
 CLAIMS = (
@@ -89,6 +90,22 @@ CLAIMS = (
         "tfa+flsa+apds",
         "tfa_pixel+flsa+apds",
         ALL,
+    ),
+    Claim(
+        "ELTA beats L&FDS on P, S, L, H (Sec. 4.2)",
+        "table2",
+        "elta",
+        "lds_fds",
+        ("plcc", "srcc", "mae_l", "mae_h"),
+        per_dataset=True,
+    ),
+    Claim(
+        "ELTA beats RankSim on P, S, L, H (Sec. 4.2)",
+        "table2",
+        "elta",
+        "ranksim",
+        ("plcc", "srcc", "mae_l", "mae_h"),
+        per_dataset=True,
     ),
     Claim(
         "TFA's sampling beats random pairs (Sec. 4.4)",
@@ -169,18 +186,27 @@ def report(tables_dir: Path) -> str:
             lines.append(f"| {claim.text} | – | {csv} not found | not run |")
             continue
         runs = pd.read_csv(csv)
-        verdicts = check(claim, runs)
-        n_seeds = runs.groupby("row").size().max()
-        details = "; ".join(
-            f"{LABELS[v.metric]} {v.difference:+.3f}"
-            + ("" if math.isnan(v.z) else f" (z {v.z:+.1f})")
-            + f": {v.verdict}"
-            for v in verdicts
-        )
-        reference = resolve(claim.table, claim.reference, runs[runs["status"] == "ok"])
-        compared = f"{claim.row} vs {reference}, {n_seeds} seed{'s' if n_seeds > 1 else ''}"
-        lines.append(f"| {claim.text} | {compared} | {details} | {_summary(verdicts)} |")
+        if not claim.per_dataset:
+            lines.append(_line(claim, runs, ""))
+            continue
+        for dataset, dataset_runs in runs.groupby("dataset", sort=False):
+            lines.append(_line(claim, dataset_runs, f"{dataset}: "))
     return "\n".join(lines)
+
+
+def _line(claim: Claim, runs: pd.DataFrame, where: str) -> str:
+    """One claim's table line on the runs of one table (or of one dataset of it)."""
+    verdicts = check(claim, runs)
+    n_seeds = runs.groupby("row").size().max()
+    details = "; ".join(
+        f"{LABELS[v.metric]} {v.difference:+.3f}"
+        + ("" if math.isnan(v.z) else f" (z {v.z:+.1f})")
+        + f": {v.verdict}"
+        for v in verdicts
+    )
+    reference = resolve(claim.table, claim.reference, runs[runs["status"] == "ok"])
+    compared = f"{where}{claim.row} vs {reference}, {n_seeds} seed{'s' if n_seeds > 1 else ''}"
+    return f"| {claim.text} | {compared} | {details} | {_summary(verdicts)} |"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,3 +78,24 @@ def test_the_threshold_reference_is_the_row_chosen_on_validation():
     runs["val_srcc"] = [0.5, 0.5, 0.4, 0.4, 0.3, 0.3]  # threshold_0.5 wins on validation
     verdicts = check(claim, runs)
     assert verdicts[0].difference == pytest.approx(0.105)  # against threshold_0.5, not 1.0
+
+
+def test_table2_claims_are_judged_on_each_dataset(tmp_path):
+    metrics = ("plcc", "srcc", "mae_l", "mae_m", "mae_h")
+    records = []
+    for dataset, gain in (("synth-ava", 0.1), ("synth-para", -0.1)):  # ELTA better, then worse
+        for row, base in (("elta", 0.6 + gain), ("lds_fds", 0.6), ("ranksim", 0.6)):
+            for seed, jitter in enumerate((-0.001, 0.0, 0.001)):
+                values = {m: base + jitter if m in ("plcc", "srcc") else 1 - base for m in metrics}
+                records.append(
+                    {"dataset": dataset, "row": row, "seed": seed, "status": "ok", **values}
+                )
+    pd.DataFrame(records).to_csv(tmp_path / "table2.csv", index=False)
+    from tables.claims import report
+
+    lines = [line for line in report(tmp_path).splitlines() if "ELTA beats" in line]
+    assert len(lines) == 4  # 2 claims x 2 datasets
+    ava = [line for line in lines if "synth-ava:" in line]
+    para = [line for line in lines if "synth-para:" in line]
+    assert all(line.endswith("| holds |") for line in ava)
+    assert all(line.endswith("| does not hold |") for line in para)
