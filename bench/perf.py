@@ -4,12 +4,13 @@
     python -m bench.perf --quick    # reduced sizes, under a minute
 
 Everything runs on the CPU with one torch thread, as each stage of the harness does
-(bench.stages.STAGE_THREADS), and is seeded. Three measurements, each against a reference:
+(bench.stages.STAGE_THREADS), and is seeded. Four measurements, each against a reference:
 
 1. Training step. One full step of the `cpu` profile (Swin V2 from the registry, batch 32 of
    48x48 images, random 10-bin targets): bench.train.training_loss + zero_grad + backward +
    Adam step. The baseline (MethodOptions()) against TFA + FLSA (feature-level TFA with the
-   default pairs, FLSA weight 1), each on its own copy of the same model, alternated A/B, B/A
+   default pairs, FLSA weight 1), FDS (calibrating, with one epoch's statistics in place) and
+   RankSim, each on its own copy of the same model, the order reversed every other round
    after a warm-up; medians and the overhead of TFA + FLSA (goal <= 5%).
 
 2. APDS search. elta.apds.grid_search (one vectorised pass over the grid) against a row-wise
@@ -31,6 +32,9 @@ Everything runs on the CPU with one torch thread, as each stage of the harness d
    first-member and (i, j) frequencies, beside the same distances between two independent
    runs of sample_pairs (the noise level); their mean lam with its standard error over calls.
    Then the time per call of each, in interleaved blocks.
+
+4. The DIR methods (bench/perf_dir.py): the FDS statistics update and the RankSim
+   regulariser against the official code's per-bucket and per-row loops.
 """
 
 from __future__ import annotations
@@ -48,11 +52,16 @@ import pandas as pd
 import torch
 
 from baselines import create_model, model_config
+from bench import perf_dir
+from bench.data.types import Split
+from bench.dir_terms import dir_terms
+from bench.grid import RANKSIM_GAMMA_DEFAULT
 from bench.methods import MethodOptions
 from bench.profiles import get_profile
 from bench.stages import STAGE_THREADS
 from bench.train import training_loss
 from elta import apds, tfa
+from elta.apds import expected_score
 
 NUM_BINS = 10
 BIN_COLUMNS = [f"bin{k}" for k in range(1, NUM_BINS + 1)]
@@ -101,7 +110,10 @@ class StepResult:
 STEP_CONFIGS = {
     "baseline": MethodOptions(),
     "TFA + FLSA": MethodOptions(tfa=True, flsa_weight=1.0),
+    "FDS": MethodOptions(fds=True),
+    "RankSim": MethodOptions(ranksim_weight=RANKSIM_GAMMA_DEFAULT),
 }
+GOALS = {"TFA + FLSA": 5, "FDS": 5, "RankSim": 10}  # overhead over the baseline, percent
 
 
 def _random_batch(batch: int, img_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,12 +131,21 @@ def _step_fn(
     targets: torch.Tensor,
     seed: int,
 ) -> Callable[[], None]:
-    """One full training step of `model` (with its own Adam and TFA generator) per call."""
+    """One full training step of `model` (with its own Adam and TFA generator) per call. With
+    FDS, its statistics are in place (one epoch folded in), so that each step calibrates."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
+    scores = expected_score(targets)
+    train = Split(np.zeros((len(x), 1, 1, 3), np.uint8), scores.numpy(), None, [""] * len(x))
+    terms = dir_terms(opts, train, model, torch.device("cpu"))
+    if terms is not None and terms.fds is not None:
+        with torch.no_grad():
+            terms.fds.accumulate(model.forward_features(x), terms.bins(scores))
+        terms.end_epoch()
+        terms.start_epoch(opts.fds_start_smooth)
 
     def step() -> None:
-        loss = training_loss(model, x, targets, 0, opts, generator)
+        loss = training_loss(model, x, targets, 0, opts, generator, None, terms)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -407,20 +428,24 @@ def _cell(best: tuple[float, float]) -> str:
 
 
 def report_step(r: StepResult, sizes: Sizes) -> str:
-    base, elta = r.median("baseline"), r.median("TFA + FLSA")
-    rows = [
-        [name, f"{1e3 * r.median(name):.1f}", f"{1e3 * min(t):.1f}", f"{1e3 * max(t):.1f}"]
-        for name, t in r.times.items()
-    ]
+    base = r.median("baseline")
+    rows = []
+    for name, t in r.times.items():
+        overhead = f"{100 * (r.median(name) / base - 1):+.1f}%" if name in GOALS else ""
+        goal = f"<= {GOALS[name]}%" if name in GOALS else ""
+        ms = [f"{1e3 * value:.1f}" for value in (r.median(name), min(t), max(t))]
+        rows.append([name, *ms, overhead, goal])
     return "\n".join(
         [
             "1. Training step, cpu profile (swinv2, batch 32, 48x48, 10-bin targets): "
             "training_loss + zero_grad + backward + Adam",
             f"   torch threads: {torch.get_num_threads()} (bench.stages.STAGE_THREADS); "
-            f"{sizes.step_warmup} warm-up + {sizes.step_rounds} timed rounds, A/B then B/A",
-            _table(["config", "median ms", "min ms", "max ms"], rows),
-            f"overhead of TFA + FLSA ({STEP_CONFIGS['TFA + FLSA'].tfa_pairs} pairs, feature "
-            f"level, weight 1.0): {100 * (elta / base - 1):+.1f}% (goal <= 5%)",
+            f"{sizes.step_warmup} warm-up + {sizes.step_rounds} timed rounds, the order "
+            "reversed every other round",
+            f"   TFA: {STEP_CONFIGS['TFA + FLSA'].tfa_pairs} pairs, feature level; FLSA weight "
+            f"1.0; FDS: calibrating (statistics of one epoch in place), statistics accumulated "
+            f"each step; RankSim: gamma {RANKSIM_GAMMA_DEFAULT:g}",
+            _table(["config", "median ms", "min ms", "max ms", "overhead", "goal"], rows),
         ]
     )
 
@@ -501,7 +526,9 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     print(report_step(measure_step(sizes), sizes), flush=True)
     print("\n" + report_search(measure_search(sizes)), flush=True)
-    print("\n" + report_pairs(measure_pairs(sizes), sizes))
+    print("\n" + report_pairs(measure_pairs(sizes), sizes), flush=True)
+    dir_sizes = perf_dir.QUICK if sizes is QUICK else perf_dir.FULL
+    print("\n4. " + perf_dir.report(perf_dir.measure(dir_sizes)))
     print(f"\ntotal {time.perf_counter() - start:.0f} s ({'quick' if sizes is QUICK else 'full'})")
 
 
