@@ -30,6 +30,7 @@ class Row:
     model: str  # a registered model (baselines/models.toml)
     # MethodOptions fields; flsa / ranksim: True turn them on at the grid's weight
     options: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)  # over the model's recipe (e.g. lr candidates)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def plan_grid(
                     data_root=str(data_root.resolve()) if data_root else None,
                     weights=weights.get(row.model),
                     eval_only=eval_only,
+                    recipe=row.recipe or None,
                 )
                 cells.append(Cell(dataset, row.key, seed, stages_for(request)))
     return cells

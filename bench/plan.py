@@ -47,12 +47,15 @@ class RunRequest:
     data_root: str | None = None
     weights: dict[str, str] | None = None  # part -> local file ("auto": recognised by keys)
     eval_only: bool = False  # evaluate `weights` on test, no training
+    recipe: dict | None = None  # over the model config's recipe (bench.choose: lr candidates)
 
 
 def stages_for(run: RunRequest) -> list[Stage]:
     """The chain of stages of one run, the last one holding its final metrics."""
     profile = get_profile(run.profile)
     config = model_config(run.model, run.profile)
+    if run.recipe:
+        config = {**config, "recipe": {**config.get("recipe", {}), **run.recipe}}
     where = {
         "format": STAGE_FORMAT,
         "dataset": run.dataset,
