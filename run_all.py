@@ -41,7 +41,11 @@ COMMON_OPTIONS = {
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", help="which table to reproduce (see --list)")
-    p.add_argument("--figure", help="which figure to reproduce: 5 (the tau1 x tau2 heatmap)")
+    p.add_argument(
+        "--figure",
+        help="which figure: 1 (score histograms), 5 (the tau1 x tau2 heatmap), tail (the long "
+        "tail's errors per model, from stored results)",
+    )
     p.add_argument(
         "--model", help="a table on this model instead of its own, or alone: one run of it"
     )
@@ -73,6 +77,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=Path("results"), help="results store")
     p.add_argument("--force", action="store_true", help="recompute stored stages")
     p.add_argument("--dry-run", action="store_true", help="list the stages, cached or not")
+    p.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="render from the results store without training; a cell not run is marked so",
+    )
     p.add_argument("--list", action="store_true", help="models, datasets, tables, profiles")
     m = p.add_argument_group("method options (the paper's defaults)")
     m.add_argument("--tfa-pairs", type=int, help="mixed pairs appended per batch")
@@ -131,7 +140,9 @@ def print_list() -> None:
     for key, spec in TABLES.items():
         print(f"  {key:10s} {spec.title}: {spec.caption} ({', '.join(spec.paper_datasets)})")
     print("figures:")
+    print("  1          score histograms of the datasets beside the paper's Figure 1")
     print("  5          test SRCC of TFA over a tau1 x tau2 grid (--tau1-grid, --tau2-grid)")
+    print("  tail       MAE per score bin of Table 1's models; L/M/H with and without ELTA")
     print("profiles:")
     for name, profile in PROFILES.items():
         print(f"  {name:10s} {profile.description}")
@@ -218,8 +229,9 @@ def _stem(base: str, dataset: str, per_dataset: dict) -> str:
 
 
 def _exit_code(per_dataset: dict) -> int:
-    """1 if any run failed (its cell shows it), else 0."""
-    return int(any((results["status"] != "ok").any() for results in per_dataset.values()))
+    """1 if any run failed (its cell shows it), else 0 (cells not run, --cached-only, are not
+    failures)."""
+    return int(any((results["status"] == "failed").any() for results in per_dataset.values()))
 
 
 def _grid(text: str | None, default: tuple[float, ...], flag: str) -> list[float]:
@@ -235,8 +247,110 @@ def _grid(text: str | None, default: tuple[float, ...], flag: str) -> list[float
 
 
 def run_figure(args: argparse.Namespace) -> int:
-    if args.figure != "5":
-        raise UserError(f"unknown figure '{args.figure}'; valid figures: 5")
+    figures = {"1": figure_histograms, "5": figure_tau, "tail": figure_tail}
+    if args.figure not in figures:
+        raise UserError(f"unknown figure '{args.figure}'; valid figures: {', '.join(figures)}")
+    return figures[args.figure](args)
+
+
+def _figure_datasets(args: argparse.Namespace, paper_datasets: list[str]) -> list[str]:
+    """--dataset, or the paper's datasets: real ones with --data-root, else embedded."""
+    from bench.data.registry import check_name
+
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise UserError(f"{args.data_root}: data root not found")
+    names = (
+        [args.dataset]
+        if args.dataset
+        else [d.lower() if args.data_root else f"synth-{d.lower()}" for d in paper_datasets]
+    )
+    for name in names:
+        check_name(name)
+    return names
+
+
+def figure_histograms(args: argparse.Namespace) -> int:
+    """Figure 1: score histograms of the datasets beside the paper's Figure 1 counts."""
+    import numpy as np
+
+    from bench.data.registry import load_dataset, paper_dataset
+    from bench.profiles import get_profile
+    from figures.histograms import draw, table
+    from tables.specs import FOUR_DATASETS
+
+    profile = get_profile(args.profile)
+    names = _figure_datasets(args, FOUR_DATASETS)
+    root = args.data_root.resolve() if args.data_root else None
+    scores = {}
+    for name in names:
+        data = load_dataset(name, profile, root, args.results / "cache")
+        scores[name] = np.concatenate([data.train.scores, data.val.scores, data.test.scores])
+    counts = table(scores, {name: paper_dataset(name) for name in names})
+    title = (
+        "Figure 1: share of images per score bin, ours beside the paper's Figure 1 "
+        f"(profile {profile.name}; train, validation and test together)"
+    )
+    paths = draw(counts, args.results / "figures" / "fig1_histograms", title)
+    shown = counts.pivot(index="bin", columns="dataset", values="proportion")
+    print(shown.reindex(list(dict.fromkeys(counts["bin"]))).to_string(float_format="{:.3f}".format))
+    print("written:", ", ".join(str(p) for p in paths))
+    return 0
+
+
+def figure_tail(args: argparse.Namespace) -> int:
+    """What the long tail does to each model, from stored results only: MAE per score bin of
+    Table 1's models on one dataset; L/M/H of Table 3's models with and without ELTA."""
+    import pandas as pd
+
+    from bench.store import Store
+    from figures.histograms import BIN_LABELS
+    from figures.tail_errors import draw, mae_by_bin, plug_in_groups
+    from tables.specs import IAA_MODELS, get_table
+
+    store = Store(args.results)
+    dataset = args.dataset or ("ava" if args.data_root else "synth-ava")
+    table1, table3 = get_table("1"), get_table("3")
+    plans = {}
+    for spec in (table1, table3):
+        rows = [row.row() for row in spec.rows]
+        profile, _, _, plans[spec.key] = _plan_cells(args, rows, ["AVA"], [dataset])
+    labels = {row.key: row.descriptors[0] for row in table1.rows}
+    predictions: dict[str, list[pd.DataFrame]] = {}
+    for cell in plans["1"]:
+        if store.is_ok(cell.chain[-1].id):
+            frame = pd.read_csv(store.path(cell.chain[-1].id) / "predictions.csv")
+            predictions.setdefault(labels[cell.row], []).append(frame)
+    variants = {model: "plain" for model, _ in IAA_MODELS}
+    variants |= {f"{model}+tfa+flsa+apds": "ELTA" for model, _ in IAA_MODELS}
+    wanted = [cell for cell in plans["3"] if cell.row in variants]
+    runs = [
+        {
+            "model": cell.row.partition("+")[0],
+            "variant": variants[cell.row],
+            **store.metrics(cell.chain[-1].id)["test"],
+        }
+        for cell in wanted
+        if store.is_ok(cell.chain[-1].id)
+    ]
+    by_bin = mae_by_bin(predictions)
+    plug_in = plug_in_groups(pd.DataFrame(runs)) if runs else pd.DataFrame()
+    n_table1 = sum(map(len, predictions.values()))
+    stored = (
+        f"{n_table1} of {len(plans['1'])} Table 1 runs and {len(runs)} of {len(wanted)} "
+        "Table 3 runs stored"
+    )
+    title = f"The long tail on {dataset}: profile {profile.name}, {args.seeds} seed(s); {stored}"
+    paths = draw(by_bin, plug_in, args.results / "figures" / "fig_tail", title, dataset)
+    if not by_bin.empty:
+        wide = by_bin.pivot(index="model", columns="bin", values="mae")
+        wide = wide.reindex(columns=[label for label in BIN_LABELS if label in wide])
+        print(wide.to_string(float_format="{:.3f}".format))
+    print(f"{stored}; written:", ", ".join(str(p) for p in paths))
+    return 0
+
+
+def figure_tau(args: argparse.Namespace) -> int:
+    """Figure 5: test SRCC of TFA over a tau1 x tau2 grid."""
     from bench.grid import Row
     from figures.tau_heatmap import TAU1_GRID, TAU2_GRID, draw, summarise
 
@@ -266,20 +380,17 @@ def run_figure(args: argparse.Namespace) -> int:
     return _exit_code(per_dataset)
 
 
-def _run_rows(args: argparse.Namespace, rows: list, paper_datasets: list[str]) -> tuple | None:
-    """Plan every (dataset, row, seed) of the rows (`bench.grid.Row`), run what the store
-    lacks, and return the profile and, per dataset, one record per (row, seed) of its final
-    stage (`tables.make.collect`); None after a dry run. The command line's method options
-    apply under each row's own."""
-    from baselines import create_model
-    from bench.data.registry import check_name, load_dataset
-    from bench.grid import FLSA_WEIGHT_DEFAULT, RANKSIM_GAMMA_DEFAULT, describe, plan_grid
+def _plan_cells(
+    args: argparse.Namespace, rows: list, paper_datasets: list[str], datasets=None
+) -> tuple:
+    """Validate the command line and plan every (dataset, row, seed) of the rows
+    (`bench.grid.Row`): (profile, datasets, weights, cells). The datasets are `datasets`,
+    else --dataset, else the paper's (real with --data-root, embedded otherwise). The command
+    line's method options apply under each row's own."""
+    from bench.data.registry import check_name
+    from bench.grid import FLSA_WEIGHT_DEFAULT, RANKSIM_GAMMA_DEFAULT, plan_grid
     from bench.methods import MethodOptions
-    from bench.plan import Context
     from bench.profiles import get_profile
-    from bench.runner import check_settings, default_jobs, execute, plan
-    from bench.store import Store
-    from tables.make import collect
 
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be >= 1 (got {args.jobs})")
@@ -287,20 +398,14 @@ def _run_rows(args: argparse.Namespace, rows: list, paper_datasets: list[str]) -
     weights = _weights(args.weights)
     if args.eval_only and args.model not in weights:
         raise UserError(f"--eval-only needs the trained model's file: --weights {args.model}=FILE")
-    if profile.name == "paper" and not args.eval_only:
-        for model in sorted({row.model for row in rows} - set(weights)):
-            print(
-                f"warning: profile paper without --weights {model}=FILE trains {model} "
-                "from random initialisation (the paper starts from ImageNet weights)",
-                file=sys.stderr,
-            )
     if args.data_root is not None and not args.data_root.is_dir():
         raise UserError(f"{args.data_root}: data root not found")
-    datasets = (
-        [args.dataset]
-        if args.dataset
-        else [d.lower() if args.data_root else f"synth-{d.lower()}" for d in paper_datasets]
-    )
+    if datasets is None:
+        datasets = (
+            [args.dataset]
+            if args.dataset
+            else [d.lower() if args.data_root else f"synth-{d.lower()}" for d in paper_datasets]
+        )
     for name in datasets:
         check_name(name)
     common = {
@@ -324,14 +429,36 @@ def _run_rows(args: argparse.Namespace, rows: list, paper_datasets: list[str]) -
         weights,
         args.eval_only,
     )
+    return profile, datasets, weights, cells
 
+
+def _run_rows(args: argparse.Namespace, rows: list, paper_datasets: list[str]) -> tuple | None:
+    """Plan the rows' runs (`_plan_cells`), run what the store lacks (nothing with
+    --cached-only), and return the profile and, per dataset, one record per (row, seed) of its
+    final stage (`tables.make.collect`); None after a dry run."""
+    from baselines import create_model
+    from bench.data.registry import load_dataset
+    from bench.grid import describe
+    from bench.plan import Context
+    from bench.runner import check_settings, default_jobs, execute, plan
+    from bench.store import Store
+    from tables.make import collect
+
+    profile, datasets, weights, cells = _plan_cells(args, rows, paper_datasets)
     store = Store(args.results)
     the_plan = plan([cell.chain for cell in cells], store, args.force)
     if args.dry_run:
         print_plan(the_plan, describe(cells))
         return None
 
-    if len(the_plan.cached) < len(the_plan.stages):
+    if len(the_plan.cached) < len(the_plan.stages) and not args.cached_only:
+        if profile.name == "paper" and not args.eval_only:
+            for model in sorted({row.model for row in rows} - set(weights)):
+                print(
+                    f"warning: profile paper without --weights {model}=FILE trains {model} "
+                    "from random initialisation (the paper starts from ImageNet weights)",
+                    file=sys.stderr,
+                )
         check_settings(args.device, args.backend)
         jobs = args.jobs or default_jobs(args.device)
         ctx = Context(results=args.results, device=args.device)

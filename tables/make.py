@@ -19,7 +19,7 @@ def collect(cells: list[tuple[str, int, Stage]], store: Store) -> pd.DataFrame:
     computed it, the test metrics and the validation SRCC of the kept checkpoint."""
     records = []
     for row_key, seed, final in cells:
-        status = store.status(final.id) or {"status": "failed", "reason": "not run"}
+        status = store.status(final.id) or {"status": "missing", "reason": "not run"}
         record = {"row": row_key, "seed": seed, "status": status["status"]}
         record["reason"] = status.get("reason", "")
         versions = store.path(final.id) / "versions.json"
@@ -129,5 +129,8 @@ def write_table(
         for row in spec.rows
     ]
     notes = (*spec.notes, *choice_notes)
-    view = build_view(spec.title, text, rows, spec.header_columns, results, paper, notes=notes)
+    view = build_view(
+        spec.title, text, rows, spec.header_columns, results, paper, notes=notes,
+        blocks=spec.row_blocks, change_against=spec.change_against,
+    )  # fmt: skip
     return _write(view, results, out)

@@ -15,6 +15,7 @@ import pandas as pd
 
 MISSING = "–"
 FAILED = "failed"
+NOT_RUN = "not run"  # --cached-only: the store has no result for the cell
 DECIMALS = 3
 REASON_MAX_CHARS = 80
 RESULT_COLUMNS = ("row", "seed", "status", "reason")
@@ -123,13 +124,18 @@ def _aggregate_row(key: str, runs: pd.DataFrame, metrics: tuple[Metric, ...]) ->
     if runs.empty:
         return _Aggregate((None,) * len(metrics), (MISSING,) * len(metrics), None)
     ok = runs[runs["status"] == "ok"]
-    failed = runs[runs["status"] != "ok"]
-    note = None
+    failed = runs[runs["status"] == "failed"]
+    missing = runs[runs["status"] == "missing"]
+    notes = []
     if not failed.empty:
         reasons = "; ".join(dict.fromkeys(_shorten(r) for r in failed["reason"]))
-        note = f"{key}: {len(failed)}/{len(runs)} seeds failed: {reasons}"
+        notes.append(f"{key}: {len(failed)}/{len(runs)} seeds failed: {reasons}")
+    if not missing.empty:
+        notes.append(f"{key}: {len(missing)}/{len(runs)} seeds not run")
+    note = "; ".join(notes) or None
     if ok.empty:
-        return _Aggregate((None,) * len(metrics), (FAILED,) * len(metrics), note)
+        text = FAILED if not failed.empty else NOT_RUN
+        return _Aggregate((None,) * len(metrics), (text,) * len(metrics), note)
     means: list[float | None] = []
     texts: list[str] = []
     for metric in metrics:
@@ -155,6 +161,13 @@ def _best_flags(values: list[float | None], higher_is_better: bool) -> list[bool
         return [False] * len(values)
     best = max(present) if higher_is_better else min(present)
     return [v is not None and v == best for v in shown]
+
+
+def _change(value: float | None, reference: float | None) -> str:
+    """ " (+0.021)": the change of a mean against its reference row's, or nothing."""
+    if value is None or reference is None:
+        return ""
+    return f" ({value - reference:+.{DECIMALS}f})"
 
 
 def _best_per_block(
@@ -189,9 +202,9 @@ def _check_inputs(
     unknown = sorted(set(results["row"]) - set(keys))
     if unknown:
         raise ValueError(f"results have rows the table does not list: {unknown}")
-    statuses = sorted(set(results["status"]) - {"ok", "failed"})
+    statuses = sorted(set(results["status"]) - {"ok", "failed", "missing"})
     if statuses:
-        raise ValueError(f"unknown run status {statuses}; expected 'ok' or 'failed'")
+        raise ValueError(f"unknown run status {statuses}; expected 'ok', 'failed' or 'missing'")
 
 
 def _tex_label(title: str) -> str:
@@ -209,6 +222,7 @@ def build_view(
     metrics: tuple[Metric, ...] = METRICS,
     notes: tuple[str, ...] = (),
     blocks: list[str] | None = None,
+    change_against: dict[str, str] | None = None,
 ) -> TableView:
     """Aggregate `results` per row and lay them out beside the paper's values.
 
@@ -218,7 +232,8 @@ def build_view(
     `paper` maps (row key, metric key) to the paper's value; absent keys and None show as "–".
     `notes` are printed under the table, before the notes on failed runs. `blocks` names each
     row's block (a dataset): the best values are bolded within each block, and a rule
-    separates the blocks.
+    separates the blocks. `change_against` maps a row key to the row it is compared with: its
+    cells (ours and the paper's) add the change of the mean in brackets, e.g. "0.650 (+0.021)".
     """
     needed = [*RESULT_COLUMNS, *(m.key for m in metrics)]
     if results.empty:
@@ -242,12 +257,18 @@ def build_view(
     ]
 
     rows = []
+    position = {key: r for r, key in enumerate(keys)}
     for r, (key, descriptors) in enumerate(row_labels):
+        reference = position.get((change_against or {}).get(key))
         cells: list[Cell] = []
         for i in range(len(metrics)):
             paper_value = theirs[r][i]
             paper_text = MISSING if paper_value is None else _format_number(paper_value)
-            cells.append(Cell(ours[r].texts[i], ours_bold[i][r]))
+            our_text = ours[r].texts[i]
+            if reference is not None:
+                our_text += _change(ours[r].means[i], ours[reference].means[i])
+                paper_text += _change(paper_value, theirs[reference][i])
+            cells.append(Cell(our_text, ours_bold[i][r]))
             cells.append(Cell(paper_text, theirs_bold[i][r]))
         opens_block = r > 0 and blocks[r] != blocks[r - 1]
         rows.append(RowView(key, tuple(descriptors), tuple(cells), opens_block))

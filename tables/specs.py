@@ -45,6 +45,9 @@ class TableSpec:
     # "rows": one table per dataset; "blocks": every dataset in one table, a block of the
     # rows per dataset (the paper's Tables 1 and 2, transposed: methods are rows here)
     layout: str = "rows"
+    # row key -> the row it is compared with: its cells add the change of the mean (Table 3)
+    change_against: dict[str, str] = field(default_factory=dict)
+    row_blocks: list[str] | None = None  # a block per row (Table 3: the model), for bold and rules
 
     @property
     def stem(self) -> str:
@@ -141,8 +144,47 @@ def _dir_rows() -> list[RowSpec]:
 
 
 FOUR_DATASETS = ["AVA", "AADB", "TAD66K", "PARA"]
+# The seven IAA models of Tables 1 and 3, in the paper's order: (registry name, paper's name)
+IAA_MODELS = [
+    ("nima", "NIMA"),
+    ("hgcn", "HGCN"),
+    ("biaa", "BIAA"),
+    ("tanet", "TANet"),
+    ("maxvit", "MaxViT"),
+    ("musiq", "MUSIQ"),
+    ("eat", "EAT"),
+]
+PLUG_INS = [("", "plain"), ("+tfa+flsa", "+TFA+FLSA"), ("+tfa+flsa+apds", "+TFA+FLSA+APDS")]
+
+
+def _iaa_rows() -> list[RowSpec]:
+    """Table 1: the seven IAA models, the Swin V2 baseline and ELTA on it (the paper's columns,
+    here rows)."""
+    models = [RowSpec(name, [label], {}, name) for name, label in IAA_MODELS]
+    return [*models, RowSpec("base", ["Base."], {}), RowSpec("elta", ["Ours"], ELTA)]
+
+
+def _plug_in_rows() -> list[RowSpec]:
+    """Table 3: every IAA model plain, with TFA+FLSA, and with TFA+FLSA+APDS (Section 4.3)."""
+    options = {"": {}, "+tfa+flsa": {"tfa": True, "flsa": True}, "+tfa+flsa+apds": ELTA}
+    return [
+        RowSpec(f"{name}{suffix}", [label if not suffix else "", step], options[suffix], name)
+        for name, label in IAA_MODELS
+        for suffix, step in PLUG_INS
+    ]
+
 
 TABLES: dict[str, TableSpec] = {
+    "1": TableSpec(
+        key="1",
+        title="Table 1",
+        caption="ELTA against seven IAA models; Base. is the Swin V2 baseline without ELTA's "
+        "modules, Ours is ELTA (TFA+FLSA+APDS) on it",
+        paper_datasets=FOUR_DATASETS,
+        header_columns=["Dataset", "Model"],
+        rows=_iaa_rows(),
+        layout="blocks",
+    ),
     "2": TableSpec(
         key="2",
         title="Table 2",
@@ -152,6 +194,20 @@ TABLES: dict[str, TableSpec] = {
         header_columns=["Dataset", "Method"],
         rows=_dir_rows(),
         layout="blocks",
+    ),
+    "3": TableSpec(
+        key="3",
+        title="Table 3",
+        caption="ELTA plugged into the seven IAA models (Section 4.3): each plain, with "
+        "TFA+FLSA, and with TFA+FLSA+APDS, ELTA's hyper-parameters as chosen for Swin V2; "
+        "in brackets, the change of the mean against the plain model",
+        paper_datasets=["AVA"],
+        header_columns=["Model", "Modules"],
+        rows=_plug_in_rows(),
+        change_against={
+            f"{name}{suffix}": name for name, _ in IAA_MODELS for suffix, _ in PLUG_INS[1:]
+        },
+        row_blocks=[name for name, _ in IAA_MODELS for _ in PLUG_INS],
     ),
     "4": TableSpec(
         key="4",

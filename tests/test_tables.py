@@ -341,3 +341,19 @@ def test_a_block_table_writes_one_file_with_every_dataset(tmp_path):
     records = pd.read_csv(out.with_suffix(".csv"))
     assert sorted(records["dataset"].unique()) == ["synth-ava", "synth-para"]
     assert set(records["row"]) == set(keys)  # rows keep their keys beside the dataset
+
+
+def test_a_row_compared_with_another_shows_the_change_of_its_mean():
+    runs = [
+        _run("plain", 0, [0.60, 0.5, 0.5, 0.3, 0.4]),
+        _run("plain", 1, [0.62, 0.5, 0.5, 0.3, 0.4]),
+        _run("elta", 0, [0.65, 0.5, 0.4, 0.3, 0.4]),
+    ]
+    paper = {("plain", "plcc"): 0.700, ("elta", "plcc"): 0.710}
+    view = build_view("Table 3", "plug-in", [("plain", ["plain"]), ("elta", ["+ELTA"])], ["Model"],
+                      pd.DataFrame(runs), paper, change_against={"elta": "plain"})  # fmt: skip
+    assert _ours(view, 0, 0).text == "0.610 ± 0.014"  # the reference row itself: no change
+    assert _ours(view, 1, 0).text == "0.650 (+0.040)"  # 0.65 - mean(0.60, 0.62)
+    assert _theirs(view, 1, 0).text == "0.710 (+0.010)"
+    assert _ours(view, 1, 2).text == "0.400 (-0.100)"
+    assert _theirs(view, 1, 2).text == "–"  # no paper value: no change either
