@@ -13,6 +13,7 @@ A released model:     python run_all.py --model tanet --weights tanet=SRCC_758_L
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.figure:
             return run_figure(args)
+        if args.table == "all":
+            return run_everything(args)
         return run_table(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -183,6 +186,66 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: completed stages are stored; rerun to resume", file=sys.stderr)
         return 130
+
+
+ALL_TABLES = ("1", "2", "3", "4", "5", "sampling")
+ALL_FIGURES = ("1", "5", "tail")
+
+
+def run_everything(args: argparse.Namespace) -> int:
+    """--table all: every table and figure from one plan (shared stages computed once, the
+    cheap and widely shared ones first), then each rendered from the store, and
+    results/report.md gathering them."""
+    import contextlib
+    import io
+
+    from bench.data.registry import load_dataset
+    from bench.estimate import StageCosts
+    from bench.grid import describe
+    from bench.plan import Context
+    from bench.runner import check_settings, default_jobs, execute, plan
+    from bench.store import Store
+    from tables.report import write_report
+    from tables.specs import get_table
+
+    store = Store(args.results)
+    cells = []
+    for key in ALL_TABLES:
+        spec = get_table(key)
+        rows = [row.row(args.model) for row in spec.rows]
+        cells += _plan_cells(args, rows, spec.paper_datasets)[3]
+    cells += _plan_cells(args, _figure5_rows(args), ["AVA"])[3]
+    serves = describe(cells)
+    # The most widely shared chains first, and among equally shared ones the cheapest.
+    cost = StageCosts(store)
+    chains = sorted(
+        (cell.chain for cell in cells),
+        key=lambda chain: (-len(serves[chain[0].id]), sum(map(cost, chain))),
+    )
+    the_plan = plan(chains, store, args.force)
+    if args.dry_run:
+        print_plan(the_plan, serves, store, args.jobs)
+        return 0
+    if len(the_plan.cached) < len(the_plan.stages) and not args.cached_only:
+        check_settings(args.device, args.backend)
+        ctx = Context(results=args.results, device=args.device)
+        profile = _plan_cells(args, [], ["AVA"])[0]
+        datasets = {cell.dataset for cell in cells}
+        root = args.data_root.resolve() if args.data_root else None
+        for dataset in sorted(datasets):  # fail early on bad data; generates the benchmark
+            load_dataset(dataset, profile, root, ctx.cache_dir)
+        execute(the_plan, ctx, args.jobs or default_jobs(args.device), args.backend)
+
+    code = 0
+    for kind, key in [*(("table", k) for k in ALL_TABLES), *(("figure", k) for k in ALL_FIGURES)]:
+        one = argparse.Namespace(**{**vars(args), "table": None, "figure": None, kind: key})
+        one.cached_only = True  # everything ran above
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            code = max(code, run_figure(one) if kind == "figure" else run_table(one))
+        written = [line for line in printed.getvalue().splitlines() if line.startswith("written")]
+        print(f"{kind} {key}: {'; '.join(written)}")
+    print(f"written: {write_report(args.results)}")
+    return code
 
 
 def run_table(args: argparse.Namespace) -> int:
@@ -349,18 +412,27 @@ def figure_tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def figure_tau(args: argparse.Namespace) -> int:
-    """Figure 5: test SRCC of TFA over a tau1 x tau2 grid."""
+def _figure5_rows(args: argparse.Namespace) -> list:
+    """Figure 5's grid: a TFA row per (tau1, tau2)."""
     from bench.grid import Row
-    from figures.tau_heatmap import TAU1_GRID, TAU2_GRID, draw, summarise
+    from tables.specs import TAU1_GRID, TAU2_GRID
 
     tau1s = _grid(args.tau1_grid, TAU1_GRID, "--tau1-grid")
     tau2s = _grid(args.tau2_grid, TAU2_GRID, "--tau2-grid")
-    cells = {f"tau1={t1:g},tau2={t2:g}": (t1, t2) for t1 in tau1s for t2 in tau2s}
     model = args.model or "swinv2"
-    rows = [
-        Row(key, model, {"tfa": True, "tau1": t1, "tau2": t2}) for key, (t1, t2) in cells.items()
+    return [
+        Row(f"tau1={t1:g},tau2={t2:g}", model, {"tfa": True, "tau1": t1, "tau2": t2})
+        for t1 in tau1s
+        for t2 in tau2s
     ]
+
+
+def figure_tau(args: argparse.Namespace) -> int:
+    """Figure 5: test SRCC of TFA over a tau1 x tau2 grid."""
+    from figures.tau_heatmap import draw, summarise
+
+    rows = _figure5_rows(args)
+    cells = {row.key: (row.options["tau1"], row.options["tau2"]) for row in rows}
     done = _run_rows(args, rows, ["AVA"])
     if done is None:
         return 0
@@ -448,7 +520,7 @@ def _run_rows(args: argparse.Namespace, rows: list, paper_datasets: list[str]) -
     store = Store(args.results)
     the_plan = plan([cell.chain for cell in cells], store, args.force)
     if args.dry_run:
-        print_plan(the_plan, describe(cells))
+        print_plan(the_plan, describe(cells), store, args.jobs)
         return None
 
     if len(the_plan.cached) < len(the_plan.stages) and not args.cached_only:
@@ -479,12 +551,19 @@ def _run_rows(args: argparse.Namespace, rows: list, paper_datasets: list[str]) -
     return profile, per_dataset
 
 
-def print_plan(the_plan, serves: dict[str, list[str]]) -> None:
+def print_plan(the_plan, serves: dict[str, list[str]], store, jobs: int | None) -> None:
+    """Each stage, cached or to run, with the runs it serves; the count; the time to run."""
+    from bench.estimate import estimate
+
     for stage in the_plan.stages:
         state = "cached" if stage.id in the_plan.cached else "to run"
         print(f"{stage.id}  {stage.kind:9s}  {state:6s}  {', '.join(serves[stage.id])}")
     n_all, n_cached = len(the_plan.stages), len(the_plan.cached)
     print(f"{n_all} stages: {n_cached} cached, {n_all - n_cached} to run")
+    todo = [stage for stage in the_plan.stages if stage.id not in the_plan.cached]
+    if todo:
+        jobs = jobs or os.cpu_count() or 1  # the default on a CPU: one stage per core
+        print(estimate(todo, store, jobs).describe(jobs))
 
 
 if __name__ == "__main__":

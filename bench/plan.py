@@ -33,6 +33,11 @@ class Stage:
         canonical = json.dumps(config, sort_keys=True, default=str)
         self.id = hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+    @property
+    def depth(self) -> int:
+        """0 for a stage without a parent, else 1 + its parent's (the runner's waves)."""
+        return 0 if self.parent is None else 1 + self.parent.depth
+
     def __repr__(self) -> str:
         return f"Stage({self.kind}, {self.id})"
 

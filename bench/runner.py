@@ -35,13 +35,9 @@ def plan(chains: list[list[Stage]], store: Store, force: bool) -> Plan:
     for chain in chains:
         for stage in chain:
             unique.setdefault(stage.id, stage)
-    ordered = sorted(unique.values(), key=_depth)
+    ordered = sorted(unique.values(), key=lambda stage: stage.depth)
     cached = set() if force else {s.id for s in ordered if store.is_ok(s.id)}
     return Plan(ordered, cached)
-
-
-def _depth(stage: Stage) -> int:
-    return 0 if stage.parent is None else 1 + _depth(stage.parent)
 
 
 def check_settings(device: str, backend: str) -> None:
@@ -99,8 +95,8 @@ def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, 
     epoch_bars = _EpochBars() if backend != "ray" else None
     progress = epoch_bars.queue if epoch_bars is not None else None
     try:
-        for depth in sorted({_depth(s) for s in todo}):
-            wave = [s for s in todo if _depth(s) == depth]
+        for depth in sorted({s.depth for s in todo}):
+            wave = [s for s in todo if s.depth == depth]
             runnable = []
             for stage in wave:
                 if stage.parent is not None and not store.is_ok(stage.parent.id):

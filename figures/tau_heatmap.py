@@ -21,10 +21,6 @@ import seaborn as sns  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 PAPER_OPTIMUM = (0.2, 4.0)  # (tau1, tau2) where the paper's Figure 5 peaks
-# The paper's text does not list the axes of Figure 5; this grid is centred on its optimum and
-# spans the official code's defaults (function: 0.2 / 5, argparse: 0.5 / 2).
-TAU1_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)
-TAU2_GRID = (2.0, 3.0, 4.0, 5.0, 6.0)
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:

@@ -144,6 +144,11 @@ def _dir_rows() -> list[RowSpec]:
 
 
 FOUR_DATASETS = ["AVA", "AADB", "TAD66K", "PARA"]
+# Figure 5's grid. The paper's text does not list the figure's axes; this grid is centred on
+# its optimum (0.2, 4.0) and spans the official code's defaults (function: 0.2 / 5, argparse:
+# 0.5 / 2). --tau1-grid and --tau2-grid change it.
+TAU1_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)
+TAU2_GRID = (2.0, 3.0, 4.0, 5.0, 6.0)
 # The seven IAA models of Tables 1 and 3, in the paper's order: (registry name, paper's name)
 IAA_MODELS = [
     ("nima", "NIMA"),
