@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
+from bench.data.registry import paper_dataset
 from tables.make import choose_on_val
 from tables.specs import TABLES
 
@@ -37,6 +38,11 @@ class Claim:
     metrics: tuple[str, ...]
     better: bool = True  # the claim says `row` is better than `reference` (False: worse)
     per_dataset: bool = False  # checked on each dataset of a multi-dataset table (Table 2)
+    datasets: tuple[str, ...] | None = None  # only on these (the paper's names: AVA, ...)
+
+
+BEST = "*"  # as a reference: every other row of the table ("has the best ...")
+IAA = ("nima", "hgcn", "biaa", "tanet", "maxvit", "musiq", "eat")
 
 
 CLAIMS = (
@@ -108,6 +114,42 @@ CLAIMS = (
         per_dataset=True,
     ),
     Claim(
+        "ELTA has the best P and S on AVA, AADB, PARA (Sec. 4.2)",
+        "table1",
+        "elta",
+        BEST,
+        ("plcc", "srcc"),
+        per_dataset=True,
+        datasets=("AVA", "AADB", "PARA"),
+    ),
+    Claim(
+        "EAT has the best P and S on TAD66K (Sec. 4.2)",
+        "table1",
+        "eat",
+        BEST,
+        ("plcc", "srcc"),
+        per_dataset=True,
+        datasets=("TAD66K",),
+    ),
+    Claim(
+        "ELTA has the best L and H (Sec. 4.2)",
+        "table1",
+        "elta",
+        BEST,
+        ("mae_l", "mae_h"),
+        per_dataset=True,
+    ),
+    *(
+        Claim(
+            f"ELTA improves {model}'s P, S, L, H (Sec. 4.3)",
+            "table3",
+            f"{model}+tfa+flsa+apds",
+            model,
+            ("plcc", "srcc", "mae_l", "mae_h"),
+        )
+        for model in IAA
+    ),
+    Claim(
         "TFA's sampling beats random pairs (Sec. 4.4)",
         "table-sampling",
         "elta",
@@ -130,6 +172,7 @@ class Verdict:
     difference: float  # mean(row) - mean(reference), in the metric's units
     z: float  # difference / standard error; nan with fewer than two seeds on a side
     verdict: str  # holds | does not hold | within seed noise | no noise estimate
+    against: str = ""  # the closest rival of a "has the best" claim
 
 
 def judge(row: pd.Series, reference: pd.Series, metric: str, better: bool) -> Verdict:
@@ -159,12 +202,33 @@ def resolve(table: str, key: str, runs: pd.DataFrame) -> str:
 
 def check(claim: Claim, runs: pd.DataFrame) -> list[Verdict]:
     ok = runs[runs["status"] == "ok"]
-    keys = [resolve(claim.table, key, ok) for key in (claim.row, claim.reference)]
+    key = resolve(claim.table, claim.row, ok)
+    if claim.reference == BEST:
+        others = [other for other in dict.fromkeys(ok["row"]) if other != key]
+        return [best_of(ok, key, others, m, claim.better) for m in claim.metrics]
+    keys = [key, resolve(claim.table, claim.reference, ok)]
     row, reference = (ok[ok["row"] == key] for key in keys)
     if row.empty or reference.empty:
         missing = keys[0] if row.empty else keys[1]
         raise ValueError(f"{claim.table}: no ok runs of row '{missing}'")
     return [judge(row[m], reference[m], m, claim.better) for m in claim.metrics]
+
+
+def best_of(ok: pd.DataFrame, key: str, others: list[str], metric: str, better: bool) -> Verdict:
+    """`key` is the best of all rows on `metric` if it beats each other row: the verdict
+    against the closest rival (smallest z), which is "does not hold" as soon as any row is
+    significantly better, and "holds" only when every comparison holds."""
+    row = ok.loc[ok["row"] == key, metric]
+    if row.empty or not others:
+        raise ValueError(f"no ok runs of row '{key}', or no other row to compare it with")
+    verdicts = [judge(row, ok.loc[ok["row"] == other, metric], metric, better) for other in others]
+    verdicts = [replace(v, against=other) for v, other in zip(verdicts, others, strict=True)]
+    losing = [v for v in verdicts if v.verdict == "does not hold"]
+    if losing:  # the rival that beats it most clearly
+        return max(losing, key=lambda v: abs(v.z))
+    strength = {"no noise estimate (one seed)": 0, "within seed noise": 1, "holds": 2}
+    # the weakest verdict, and within it the closest rival
+    return min(verdicts, key=lambda v: (strength[v.verdict], abs(v.difference)))
 
 
 def _summary(verdicts: list[Verdict]) -> str:
@@ -186,11 +250,15 @@ def report(tables_dir: Path) -> str:
             lines.append(f"| {claim.text} | – | {csv} not found | not run |")
             continue
         runs = pd.read_csv(csv)
-        if not claim.per_dataset:
-            lines.append(_line(claim, runs, ""))
-            continue
-        for dataset, dataset_runs in runs.groupby("dataset", sort=False):
-            lines.append(_line(claim, dataset_runs, f"{dataset}: "))
+        groups = runs.groupby("dataset", sort=False) if claim.per_dataset else [("", runs)]
+        for dataset, dataset_runs in groups:
+            if claim.datasets and paper_dataset(dataset) not in claim.datasets:
+                continue
+            where = f"{dataset}: " if dataset else ""
+            try:
+                lines.append(_line(claim, dataset_runs, where))
+            except ValueError as err:  # a row with no ok run (not run yet, or failed)
+                lines.append(f"| {claim.text} | {where}– | {err} | not run |")
     return "\n".join(lines)
 
 
@@ -200,11 +268,16 @@ def _line(claim: Claim, runs: pd.DataFrame, where: str) -> str:
     n_seeds = runs.groupby("row").size().max()
     details = "; ".join(
         f"{LABELS[v.metric]} {v.difference:+.3f}"
+        + (f" vs {v.against}" if v.against else "")
         + ("" if math.isnan(v.z) else f" (z {v.z:+.1f})")
         + f": {v.verdict}"
         for v in verdicts
     )
-    reference = resolve(claim.table, claim.reference, runs[runs["status"] == "ok"])
+    reference = (
+        "every other row"
+        if claim.reference == BEST
+        else resolve(claim.table, claim.reference, runs[runs["status"] == "ok"])
+    )
     compared = f"{where}{claim.row} vs {reference}, {n_seeds} seed{'s' if n_seeds > 1 else ''}"
     return f"| {claim.text} | {compared} | {details} | {_summary(verdicts)} |"
 

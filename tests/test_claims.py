@@ -99,3 +99,22 @@ def test_table2_claims_are_judged_on_each_dataset(tmp_path):
     para = [line for line in lines if "synth-para:" in line]
     assert all(line.endswith("| holds |") for line in ava)
     assert all(line.endswith("| does not hold |") for line in para)
+
+
+def test_has_the_best_holds_only_against_every_rival_and_names_the_closest():
+    from tables.claims import best_of
+
+    def runs(values: dict[str, list[float]]) -> pd.DataFrame:
+        return pd.DataFrame(
+            [{"row": row, "plcc": v} for row, seeds in values.items() for v in seeds]
+        )
+
+    clear = runs({"elta": [0.80, 0.81, 0.82], "a": [0.60, 0.61, 0.62], "b": [0.70, 0.71, 0.72]})
+    v = best_of(clear, "elta", ["a", "b"], "plcc", better=True)
+    assert v.verdict == "holds" and v.against == "b" and v.difference == pytest.approx(0.10)
+    close = runs({"elta": [0.80, 0.81, 0.82], "a": [0.60, 0.61, 0.62], "b": [0.79, 0.81, 0.83]})
+    v = best_of(close, "elta", ["a", "b"], "plcc", better=True)
+    assert v.verdict == "within seed noise" and v.against == "b"
+    beaten = runs({"elta": [0.80, 0.81, 0.82], "a": [0.90, 0.91, 0.92], "b": [0.85, 0.86, 0.87]})
+    v = best_of(beaten, "elta", ["a", "b"], "plcc", better=True)
+    assert v.verdict == "does not hold" and v.against == "a"  # the clearest winner
