@@ -170,6 +170,9 @@ def _weights(pairs: list[str]) -> dict[str, dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.reproducible import pin_cpu_kernels
+
+    pin_cpu_kernels()  # before torch loads: the same kernels on every x86-64 machine
     args = parse_args(argv)
     try:
         if args.list:
@@ -272,14 +275,16 @@ def run_table(args: argparse.Namespace) -> int:
         datasets = list(per_dataset)
         paper_names = [paper_dataset(dataset) for dataset in datasets]
         codes = sorted({c for r in per_dataset.values() for c in r["code"].dropna()})
-        text = caption(spec, datasets, paper_names, profile.name, args.seeds, codes)
+        data = [f for r in per_dataset.values() for f in dict.fromkeys(r["data"].dropna())]
+        text = caption(spec, datasets, paper_names, profile.name, args.seeds, codes, data)
         print(write_blocks(spec, per_dataset, paper_names, text, tables / spec.stem))
         print(f"written: {tables / spec.stem}.md, .tex, .csv (per seed)")
         return _exit_code(per_dataset)
     for dataset, results in per_dataset.items():
         paper_name = paper_dataset(dataset)
         codes = sorted(results["code"].dropna().unique())
-        text = caption(spec, [dataset], [paper_name], profile.name, args.seeds, codes)
+        data = list(dict.fromkeys(results["data"].dropna()))
+        text = caption(spec, [dataset], [paper_name], profile.name, args.seeds, codes, data)
         out = tables / _stem(spec.stem, dataset, per_dataset)
         print(write_table(spec, results, paper_name, text, out))
         print(f"written: {out}.md, {out}.tex, {out}.csv (per seed)")
@@ -441,9 +446,11 @@ def figure_tau(args: argparse.Namespace) -> int:
         results[["tau1", "tau2"]] = [cells[row] for row in results["row"]]
         grid = summarise(results)
         codes = ", ".join(sorted(results["code"].dropna().unique()))
+        data = ", ".join(dict.fromkeys(results["data"].dropna()))
         title = (
             f"Figure 5: test SRCC of TFA on {dataset} (mean ± std over seeds)\nprofile "
-            f"{profile.name}, {args.seeds} seed{'s' if args.seeds > 1 else ''}, code {codes}"
+            f"{profile.name}, {args.seeds} seed{'s' if args.seeds > 1 else ''}, code {codes}, "
+            f"data {data}"
         )
         stem = _stem("fig5_tau", dataset, per_dataset)
         paths = draw(grid, args.results / "figures" / stem, title)

@@ -32,6 +32,7 @@ import pandas as pd
 from baselines import list_models
 from bench.grid import Row, plan_grid
 from bench.plan import Context
+from bench.reproducible import pin_cpu_kernels
 from bench.runner import execute, plan
 from bench.store import Store
 
@@ -85,6 +86,7 @@ def choose(
 
 
 def main(argv: list[str] | None = None) -> None:
+    pin_cpu_kernels()  # before torch's kernels are chosen (bench/reproducible.py)
     p = argparse.ArgumentParser(prog="python -m bench.choose", description=__doc__.split("\n")[0])
     p.add_argument("what", choices=["lr", "dir", "tfa-pairs"])
     p.add_argument("--models", help="with lr: comma-separated models (default: the baselines)")

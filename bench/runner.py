@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from bench.errors import UserError
 from bench.plan import Context, Stage
+from bench.reproducible import pin_cpu_kernels
 from bench.store import Store, write_json
 
 
@@ -86,6 +87,7 @@ def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, 
     todo = [s for s in the_plan.stages if s.id not in the_plan.cached]
     if not todo:
         return {}
+    pin_cpu_kernels()  # the worker processes started below inherit it
     from bench.stages import run_stage  # torch is loaded only when something must run
 
     _register_backend(backend)

@@ -90,9 +90,12 @@ def _settings(
     )
 
 
-def _load(config: dict, profile: Profile, ctx: Context) -> IAADataset:
+def _load(config: dict, profile: Profile, ctx: Context, out: Path) -> IAADataset:
+    """The stage's dataset; its content fingerprint goes to the stage's data.json."""
     root = Path(config["data_root"]) if config["data_root"] else None
-    return load_dataset(config["dataset"], profile, root, ctx.cache_dir)
+    dataset = load_dataset(config["dataset"], profile, root, ctx.cache_dir)
+    write_json(out / "data.json", {"dataset": dataset.name, "fingerprint": dataset.fingerprint})
+    return dataset
 
 
 def _model(config: dict, store: Store, stage: Stage):
@@ -160,7 +163,7 @@ def _pretrain(stage: Stage, out: Path, ctx: Context, log, on_epoch) -> None:
     build_config = {k: v for k, v in config["model_config"].items() if k not in HARNESS_KEYS}
     torch.manual_seed(0)
     network = getattr(model_module(config["model"]), f"{spec['part']}_network")(**build_config)
-    dataset = _load(config, profile, ctx)
+    dataset = _load(config, profile, ctx, out)
     state, curve = pretrain_part(network, dataset.train, dataset.val, settings, 0, log, on_epoch)
     curve.to_csv(out / "curve.csv", index=False)
     torch.save(state, out / f"{spec['part']}.pt")
@@ -175,7 +178,7 @@ def _round1(stage: Stage, store: Store, out: Path, ctx: Context, log, on_epoch) 
     model = _model(config, store, stage)
     settings = _settings(config, profile, None, resolve_device(ctx.device), model)
     opts = MethodOptions(**config["method"])
-    dataset = _load(config, profile, ctx)
+    dataset = _load(config, profile, ctx, out)
     _train_and_store(model, config, dataset, opts, settings, config["seed"], out, log, on_epoch)
 
 
@@ -185,7 +188,7 @@ def _evaluate(stage: Stage, out: Path, ctx: Context, log) -> None:
     model = create_model(config["model"], profile.name, config["weights"])
     settings = _settings(config, profile, 0, resolve_device(ctx.device), model)
     model.to(settings.device)
-    dataset = _load(config, profile, ctx)
+    dataset = _load(config, profile, ctx, out)
     val_pred = predicted_scores(predict_logits(model, dataset.val, settings))
     val = evaluate(val_pred, dataset.val.scores)
     test = _evaluate_and_store(model, dataset, settings, out, {"val": val})
@@ -251,7 +254,7 @@ def _selftrain(stage: Stage, store: Store, out: Path, ctx: Context, log, on_epoc
     config = stage.config["parent"]
     profile = get_profile(config["profile"]["name"])
     device = resolve_device(ctx.device)
-    dataset = _load(config, profile, ctx)
+    dataset = _load(config, profile, ctx, out)
     model = _model(config, store, stage.parent)
     model.load_state_dict(torch.load(store.path(stage.parent.id) / "model.pt", map_location="cpu"))
     settings = _settings(config, profile, profile.st_epochs, device, model)
@@ -291,6 +294,7 @@ def run_stage(stage: Stage, ctx: Context, progress: Queue | None = None) -> dict
             "numpy": np.__version__,
             "device": ctx.device,
             "host": platform.node(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         },
     )
     start = time.time()

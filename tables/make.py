@@ -24,6 +24,8 @@ def collect(cells: list[tuple[str, int, Stage]], store: Store) -> pd.DataFrame:
         record["reason"] = status.get("reason", "")
         versions = store.path(final.id) / "versions.json"
         record["code"] = read_json(versions)["code"] if versions.exists() else None
+        data = store.path(final.id) / "data.json"
+        record["data"] = read_json(data)["fingerprint"] if data.exists() else None
         if status["status"] == "ok":
             metrics = store.metrics(final.id)
             record.update(metrics["test"])
@@ -39,8 +41,10 @@ def caption(
     profile: str,
     seeds: int,
     codes: list[str],
+    fingerprints: list[str] = (),
 ) -> str:
-    """Where the cells came from: datasets, profile, seeds and the code versions that ran."""
+    """Where the cells came from: datasets (and their content fingerprints), profile, seeds and
+    the code versions that ran."""
     synthetic = all(dataset.startswith("synth-") for dataset in datasets)
     names, papers = ", ".join(datasets), ", ".join(paper_names)
     stand_in = f" (embedded benchmark standing in for {papers})" if synthetic else ""
@@ -48,7 +52,8 @@ def caption(
     best = "best per column of each dataset" if len(datasets) > 1 else "best per column"
     return (
         f"{spec.caption} on {names}{stand_in}; profile {profile}, {seeds} "
-        f"seed{'s' if seeds > 1 else ''} ({spread}), code {', '.join(codes) or 'unknown'}. "
+        f"seed{'s' if seeds > 1 else ''} ({spread}), code {', '.join(codes) or 'unknown'}, "
+        f"data {', '.join(fingerprints) or 'unknown'}. "
         f"Ours beside the paper's numbers on {papers}; {best} in bold."
     )
 

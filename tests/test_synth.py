@@ -172,7 +172,7 @@ def test_cache_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     def fail(*args: object, **kwargs: object) -> IAADataset:
         raise AssertionError("regenerated despite a valid cache")
 
-    monkeypatch.setattr(synth, "generate", fail)
+    monkeypatch.setattr(synth, "_generate_portably", fail)
     _assert_same(first, load_synth("synth-ava", 16, SMALL, 3, tmp_path))
 
 
@@ -189,11 +189,11 @@ def test_cache_name_depends_on_difficulty(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_corrupt_cache_is_regenerated(tmp_path: Path, damage: str) -> None:
     path = synth.cache_path("synth-aadb", 16, SMALL, 0, tmp_path)
-    load_synth("synth-aadb", 16, SMALL, 0, tmp_path)
+    first = load_synth("synth-aadb", 16, SMALL, 0, tmp_path)
     blob = path.read_bytes()
     path.write_bytes(blob[: len(blob) // 2] if damage == "truncate" else b"not a zip file")
     again = load_synth("synth-aadb", 16, SMALL, 0, tmp_path)
-    _assert_same(again, generate("synth-aadb", 16, SMALL, 0))
+    _assert_same(again, first)
     with np.load(path) as npz:  # the cache was rewritten in full
         assert npz["train_images"].shape == (12, 16, 16, 3)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
@@ -224,3 +224,39 @@ def test_images_vary_with_nuisance() -> None:
     assert len({img.tobytes() for img in data.train.images}) == 64
     mean_colours = images.mean(axis=(1, 2))
     assert mean_colours.std(axis=0).min() > 10  # hues and exposures differ from image to image
+
+
+# Content fingerprints of the cached benchmark at a tiny size (16 px, 12/5/6/9 images, seed 0).
+# Generated with NumPy's baseline kernels only (synth._generate_portably), they must be the same
+# on every x86-64 machine; a change here means a machine or a library makes other bytes.
+GOLDEN = {
+    "synth-ava": "54bdf56d79cb",
+    "synth-aadb": "030fe8ba6585",
+    "synth-tad66k": "afa2865fa0bd",
+    "synth-para": "87be10f22fb6",
+}
+
+
+@pytest.mark.parametrize("preset", sorted(GOLDEN))
+def test_the_cached_benchmark_has_the_same_bytes_on_every_machine(tmp_path: Path, preset: str):
+    data = load_synth(preset, 16, SMALL, 0, tmp_path)
+    assert data.fingerprint == GOLDEN[preset]
+
+
+def test_the_portable_generation_is_the_baseline_kernels(tmp_path: Path) -> None:
+    """The cache equals an in-process generation whose NumPy runs its baseline kernels."""
+    import subprocess
+    import sys
+
+    from numpy._core._multiarray_umath import __cpu_dispatch__
+
+    code = (
+        "from bench.data import synth; from bench.data.types import fingerprint; "
+        "from bench.data.synth import Sizes; "
+        "print(fingerprint(synth.generate('synth-ava', 16, Sizes(12, 5, 6, 9), 0)))"
+    )
+    env = {"NPY_DISABLE_CPU_FEATURES": ",".join(__cpu_dispatch__), "PATH": ""}
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert out.stdout.strip() == load_synth("synth-ava", 16, SMALL, 0, tmp_path).fingerprint

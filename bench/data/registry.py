@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import real, synth
-from bench.data.types import IAADataset, Split
+from bench.data.types import IAADataset, Split, fingerprint
 from bench.errors import UserError
 from bench.profiles import Profile
 
@@ -85,4 +85,5 @@ def load_dataset(
         raise UserError(f"dataset '{name}' needs --data-root (the folder that holds {REAL[name]}/)")
     dataset = real.LOADERS[name](real.dataset_dir(data_root, REAL[name]), seed=DATA_SEED)
     dataset.unlabeled = _pool_from_others(name, data_root, len(dataset.train), DATA_SEED)
+    dataset.fingerprint = fingerprint(dataset)  # of the listing: paths, scores, groups
     return dataset

@@ -13,6 +13,7 @@ session, the embedded benchmark's scene category.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -72,3 +73,25 @@ class IAADataset:
     val: Split
     test: Split
     unlabeled: Split | None = None
+    fingerprint: str | None = None  # of the content (`fingerprint`), set by the loaders
+
+
+def fingerprint(data: IAADataset) -> str:
+    """A short content hash of a dataset: every split's images (the bytes of in-memory images,
+    the paths of image files), scores, rating distributions, ids and group ids. Stages record
+    it, and table captions name it, so that two results stores can be checked to rest on the
+    same data."""
+    digest = hashlib.sha256(data.name.encode())
+    for split in (data.train, data.val, data.test, data.unlabeled):
+        if split is None:
+            continue
+        images = split.images
+        if isinstance(images, np.ndarray):
+            digest.update(np.ascontiguousarray(images).tobytes())
+        else:
+            digest.update("\n".join(map(str, images)).encode())
+        for array in (split.scores, split.dists, split.group):
+            if array is not None:
+                digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update("\n".join(split.ids).encode())
+    return digest.hexdigest()[:12]
