@@ -76,7 +76,10 @@ def stages_for(run: RunRequest) -> list[Stage]:
     pretrain = None
     part = config.get("pretrain", {}).get("part")
     if part is not None and part not in (run.weights or {}):
-        pretrain = Stage("pretrain", {"stage": "pretrain", **where, "profile": asdict(profile)})
+        # pre-training reads the model's structure and the profile, not its recipe
+        structure = {k: v for k, v in config.items() if k not in ("recipe", "procedure")}
+        pretrain_config = {**where, "model_config": structure, "profile": asdict(profile)}
+        pretrain = Stage("pretrain", {"stage": "pretrain", **pretrain_config})
     round1_config = {
         "format": STAGE_FORMAT,
         "stage": "round1",

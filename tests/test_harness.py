@@ -171,6 +171,9 @@ def test_a_pretrained_part_is_one_stage_shared_by_seeds_and_methods(toy_registry
     assert [[stage.kind for stage in chain] for chain in chains] == [["pretrain", "round1"]] * 4
     assert len({chain[0].id for chain in chains}) == 1
     assert len({chain[1].id for chain in chains}) == 4
+    recipes = [RunRequest("synth-ava", "toy", "smoke", 0, MethodOptions(), recipe={"lr": lr})
+               for lr in (1e-3, 2e-3)]  # fmt: skip
+    assert len({stages_for(run)[0].id for run in recipes} | {chains[0][0].id}) == 1
     given = RunRequest("synth-ava", "toy", "smoke", 0, MethodOptions(), weights={"theme": "x.pt"})
     assert [stage.kind for stage in stages_for(given)] == ["round1"]  # a file gives the part
 
