@@ -1,12 +1,16 @@
-"""Does each claim the paper's ablations make hold on our results, or is it within seed noise?
+"""Does each claim of the paper hold on our results? A paired t-test per claim and metric.
 
-    python -m tables.claims [results/tables]
+    python -m tables.claims [--results results] [--profile cpu] [--data-root DIR]
 
-Reads the per-seed records that `run_all.py` writes beside each table (table4.csv, table5.csv,
-table-sampling.csv) and checks each claim metric by metric: the difference of the two rows'
-means against its standard error over seeds, sqrt(s_a^2 / n_a + s_b^2 / n_b). A difference
-within `NOISE_Z` standard errors is "within seed noise"; beyond it the claim "holds" or "does
-not hold" by its sign. With one seed there is no noise estimate and every verdict says so.
+Reads every seed stored in the results store for each table the claims are about (its rows
+planned for seeds 0..MAX_SEEDS-1, the default options, the tables' datasets: embedded, or real
+with --data-root), not the last rendered CSV. Two rows run with the same seed share the data
+order, the initial weights and the pool, so a claim compares them seed by seed: the differences
+row - reference over the seeds both have, and a paired t-test on them (scipy.stats.ttest_rel,
+n - 1 degrees of freedom). A claim "holds" when the mean difference goes its way with p < ALPHA
+(two-sided), "does not hold" when it goes the other way with p < ALPHA, and is "not shown"
+otherwise: with 3 to 5 seeds only large, consistent effects reach it, so "not shown" means not
+shown here, not absent. With fewer than two paired seeds there is no test.
 """
 
 from __future__ import annotations
@@ -18,12 +22,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats
 
 from bench.data.registry import paper_dataset
-from tables.make import choose_on_val
+from bench.errors import UserError
+from bench.grid import plan_grid
+from bench.store import Store
+from tables.make import choose_on_val, collect
 from tables.specs import TABLES
 
-NOISE_Z = 2.0
+ALPHA = 0.05  # two-sided; "holds" only at 95 %
+NO_TEST = "no test (fewer than 2 paired seeds)"
+MAX_SEEDS = 20  # seeds looked for in the store
 HIGHER_IS_BETTER = {"plcc": True, "srcc": True, "mae_l": False, "mae_m": False, "mae_h": False}
 LABELS = {"plcc": "P", "srcc": "S", "mae_l": "L", "mae_m": "M", "mae_h": "H"}
 ALL = tuple(HIGHER_IS_BETTER)
@@ -169,23 +179,30 @@ CLAIMS = (
 @dataclass(frozen=True)
 class Verdict:
     metric: str
-    difference: float  # mean(row) - mean(reference), in the metric's units
-    z: float  # difference / standard error; nan with fewer than two seeds on a side
-    verdict: str  # holds | does not hold | within seed noise | no noise estimate
+    difference: float  # mean over paired seeds of row - reference, in the metric's units
+    t: float  # the paired t statistic; nan without a test
+    p: float  # its two-sided p-value; nan without a test
+    n: int  # paired seeds
+    verdict: str  # holds | does not hold | not shown | no test (fewer than 2 paired seeds)
     against: str = ""  # the closest rival of a "has the best" claim
 
 
 def judge(row: pd.Series, reference: pd.Series, metric: str, better: bool) -> Verdict:
-    """Compare one metric's per-seed values of two rows."""
-    difference = float(row.mean() - reference.mean())
-    if min(len(row), len(reference)) < 2:
-        return Verdict(metric, difference, math.nan, "no noise estimate (one seed)")
-    se = math.sqrt(row.var(ddof=1) / len(row) + reference.var(ddof=1) / len(reference))
-    z = difference / se if se > 0 else math.copysign(math.inf, difference)
-    if abs(z) < NOISE_Z:
-        return Verdict(metric, difference, z, "within seed noise")
+    """Compare one metric of two rows over the seeds both have (Series indexed by seed)."""
+    paired = pd.concat([row, reference], axis=1, keys=["row", "ref"], join="inner").dropna()
+    n = len(paired)
+    differences = paired["row"] - paired["ref"]
+    difference = float(differences.mean()) if n else math.nan
+    if n < 2:
+        return Verdict(metric, difference, math.nan, math.nan, n, NO_TEST)
+    if differences.std(ddof=1) < 1e-12:  # identical differences (up to rounding): no spread
+        t, p = (math.copysign(math.inf, difference), 0.0) if difference else (0.0, 1.0)
+    else:
+        t, p = (float(v) for v in stats.ttest_rel(paired["row"], paired["ref"]))
+    if p >= ALPHA:
+        return Verdict(metric, difference, t, p, n, "not shown")
     improved = (difference > 0) == HIGHER_IS_BETTER[metric]
-    return Verdict(metric, difference, z, "holds" if improved == better else "does not hold")
+    return Verdict(metric, difference, t, p, n, "holds" if improved == better else "does not hold")
 
 
 def resolve(table: str, key: str, runs: pd.DataFrame) -> str:
@@ -200,6 +217,10 @@ def resolve(table: str, key: str, runs: pd.DataFrame) -> str:
     return chosen[key]
 
 
+def _by_seed(runs: pd.DataFrame, key: str, metric: str) -> pd.Series:
+    return runs.loc[runs["row"] == key].set_index("seed")[metric]
+
+
 def check(claim: Claim, runs: pd.DataFrame) -> list[Verdict]:
     ok = runs[runs["status"] == "ok"]
     key = resolve(claim.table, claim.row, ok)
@@ -207,27 +228,31 @@ def check(claim: Claim, runs: pd.DataFrame) -> list[Verdict]:
         others = [other for other in dict.fromkeys(ok["row"]) if other != key]
         return [best_of(ok, key, others, m, claim.better) for m in claim.metrics]
     keys = [key, resolve(claim.table, claim.reference, ok)]
-    row, reference = (ok[ok["row"] == key] for key in keys)
-    if row.empty or reference.empty:
-        missing = keys[0] if row.empty else keys[1]
-        raise ValueError(f"{claim.table}: no ok runs of row '{missing}'")
-    return [judge(row[m], reference[m], m, claim.better) for m in claim.metrics]
+    for name in keys:
+        if not (ok["row"] == name).any():
+            raise ValueError(f"{claim.table}: no ok runs of row '{name}'")
+    return [
+        judge(_by_seed(ok, keys[0], m), _by_seed(ok, keys[1], m), m, claim.better)
+        for m in claim.metrics
+    ]
 
 
 def best_of(ok: pd.DataFrame, key: str, others: list[str], metric: str, better: bool) -> Verdict:
     """`key` is the best of all rows on `metric` if it beats each other row: the verdict
-    against the closest rival (smallest z), which is "does not hold" as soon as any row is
-    significantly better, and "holds" only when every comparison holds."""
-    row = ok.loc[ok["row"] == key, metric]
-    if row.empty or not others:
+    against one rival, which is "does not hold" (against the clearest winner, smallest p) as
+    soon as any row is significantly better, and "holds" only when every comparison holds
+    (against the closest rival otherwise)."""
+    if not (ok["row"] == key).any() or not others:
         raise ValueError(f"no ok runs of row '{key}', or no other row to compare it with")
-    verdicts = [judge(row, ok.loc[ok["row"] == other, metric], metric, better) for other in others]
-    verdicts = [replace(v, against=other) for v, other in zip(verdicts, others, strict=True)]
+    row = _by_seed(ok, key, metric)
+    verdicts = [
+        replace(judge(row, _by_seed(ok, other, metric), metric, better), against=other)
+        for other in others
+    ]
     losing = [v for v in verdicts if v.verdict == "does not hold"]
-    if losing:  # the rival that beats it most clearly
-        return max(losing, key=lambda v: abs(v.z))
-    strength = {"no noise estimate (one seed)": 0, "within seed noise": 1, "holds": 2}
-    # the weakest verdict, and within it the closest rival
+    if losing:
+        return min(losing, key=lambda v: v.p)
+    strength = {NO_TEST: 0, "not shown": 1, "holds": 2}
     return min(verdicts, key=lambda v: (strength[v.verdict], abs(v.difference)))
 
 
@@ -238,18 +263,36 @@ def _summary(verdicts: list[Verdict]) -> str:
     return "mixed"
 
 
-def report(tables_dir: Path) -> str:
-    """A Markdown table: one line per claim with its per-metric differences and verdicts."""
+def table_records(
+    stem: str, store: Store, profile: str, data_root: Path | None = None
+) -> pd.DataFrame:
+    """Every stored ok or failed run of a table's rows (default options, seeds up to
+    MAX_SEEDS) on its datasets, one record per (dataset, row, seed), as `tables.make.collect`."""
+    spec = next(spec for spec in TABLES.values() if spec.stem == stem)
+    datasets = [d.lower() if data_root else f"synth-{d.lower()}" for d in spec.paper_datasets]
+    rows = [row.row() for row in spec.rows]
+    cells = plan_grid(datasets, rows, MAX_SEEDS, profile, data_root=data_root)
+    frames = [
+        collect([(c.row, c.seed, c.chain[-1]) for c in cells if c.dataset == d], store).assign(
+            dataset=d
+        )
+        for d in datasets
+    ]
+    records = pd.concat(frames, ignore_index=True)
+    return records[records["status"] != "missing"]
+
+
+def report(store: Store, profile: str, data_root: Path | None = None) -> str:
+    """A Markdown table: one line per claim (and dataset) with its verdicts per metric."""
     lines = [
-        "| claim | compared | per metric: difference (z) | verdict |",
+        "| claim | compared | per metric: mean difference (paired t, p) | verdict |",
         "|---|---|---|---|",
     ]
+    records: dict[str, pd.DataFrame] = {}
     for claim in CLAIMS:
-        csv = tables_dir / f"{claim.table}.csv"
-        if not csv.exists():
-            lines.append(f"| {claim.text} | – | {csv} not found | not run |")
-            continue
-        runs = pd.read_csv(csv)
+        if claim.table not in records:
+            records[claim.table] = table_records(claim.table, store, profile, data_root)
+        runs = records[claim.table]
         groups = runs.groupby("dataset", sort=False) if claim.per_dataset else [("", runs)]
         for dataset, dataset_runs in groups:
             if claim.datasets and paper_dataset(dataset) not in claim.datasets:
@@ -265,11 +308,11 @@ def report(tables_dir: Path) -> str:
 def _line(claim: Claim, runs: pd.DataFrame, where: str) -> str:
     """One claim's table line on the runs of one table (or of one dataset of it)."""
     verdicts = check(claim, runs)
-    n_seeds = runs.groupby("row").size().max()
+    n = max(v.n for v in verdicts)
     details = "; ".join(
         f"{LABELS[v.metric]} {v.difference:+.3f}"
         + (f" vs {v.against}" if v.against else "")
-        + ("" if math.isnan(v.z) else f" (z {v.z:+.1f})")
+        + ("" if math.isnan(v.p) else f" (t {v.t:+.1f}, p {v.p:.3f})")
         + f": {v.verdict}"
         for v in verdicts
     )
@@ -278,17 +321,19 @@ def _line(claim: Claim, runs: pd.DataFrame, where: str) -> str:
         if claim.reference == BEST
         else resolve(claim.table, claim.reference, runs[runs["status"] == "ok"])
     )
-    compared = f"{where}{claim.row} vs {reference}, {n_seeds} seed{'s' if n_seeds > 1 else ''}"
+    compared = f"{where}{claim.row} vs {reference}, {n} paired seed{'s' if n != 1 else ''}"
     return f"| {claim.text} | {compared} | {details} | {_summary(verdicts)} |"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tables.claims", description=__doc__)
-    parser.add_argument("tables", nargs="?", type=Path, default=Path("results/tables"))
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results store")
+    parser.add_argument("--profile", default="cpu", help="the profile the tables ran at (cpu)")
+    parser.add_argument("--data-root", type=Path, help="the real datasets' folder, if any")
     args = parser.parse_args(argv)
     try:
-        print(report(args.tables))
-    except ValueError as err:
+        print(report(Store(args.results), args.profile, args.data_root))
+    except (ValueError, UserError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

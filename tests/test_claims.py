@@ -1,74 +1,76 @@
-"""The claim checker: verdicts from per-seed records, worked out by hand."""
+"""The claim checker: paired t-tests over seeds, worked out by hand, and its reading of a store."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from tables.claims import CLAIMS, check, judge, main
+from tables import claims
+from tables.claims import CLAIMS, NO_TEST, best_of, check, judge
 
 
-def test_a_clear_improvement_holds():
-    # means 0.70 vs 0.60; variances 0.0001 each over 3 seeds: se = sqrt(2 * 0.0001 / 3) = 0.00816
-    v = judge(pd.Series([0.69, 0.70, 0.71]), pd.Series([0.59, 0.60, 0.61]), "srcc", better=True)
+def _seeds(values: list[float]) -> pd.Series:
+    return pd.Series(values, index=range(len(values)))
+
+
+def test_a_consistent_improvement_holds():
+    # differences 0.10, 0.11, 0.09: mean 0.10, sd 0.01, se 0.01 / sqrt(3) = 0.00577, t = 17.32
+    # with 2 degrees of freedom: two-sided p = 2 (1 - F_t2(17.32)) = 0.0033 < 0.05
+    v = judge(_seeds([0.70, 0.72, 0.71]), _seeds([0.60, 0.61, 0.62]), "srcc", better=True)
     assert v.difference == pytest.approx(0.10)
-    assert v.z == pytest.approx(0.10 / math.sqrt(2 * 0.0001 / 3))
-    assert v.verdict == "holds"
+    assert v.t == pytest.approx(0.10 / (0.01 / math.sqrt(3)))
+    assert v.p == pytest.approx(0.0033168, abs=1e-6)
+    assert (v.n, v.verdict) == (3, "holds")
+
+
+def test_pairing_finds_a_small_consistent_effect_an_unpaired_test_would_miss():
+    # the seeds themselves spread (0.50 to 0.90) but each pair differs by about 0.02
+    v = judge(_seeds([0.50, 0.71, 0.899]), _seeds([0.48, 0.69, 0.88]), "plcc", better=True)
+    assert v.t == pytest.approx(59.0) and v.verdict == "holds"
+
+
+def test_an_inconsistent_difference_is_not_shown():
+    # differences +0.05, -0.03, +0.01: mean 0.01, sd 0.04, t = 0.433, p = 0.707
+    v = judge(_seeds([0.65, 0.58, 0.62]), _seeds([0.60, 0.61, 0.61]), "plcc", better=True)
+    assert v.p == pytest.approx(0.70723, abs=1e-5) and v.verdict == "not shown"
 
 
 def test_lower_error_is_better_and_a_worse_claim_can_hold():
-    lower = pd.Series([0.40, 0.41, 0.42])
-    higher = pd.Series([0.50, 0.51, 0.52])
+    lower, higher = _seeds([0.40, 0.42, 0.41]), _seeds([0.50, 0.51, 0.52])
     assert judge(lower, higher, "mae_l", better=True).verdict == "holds"
     assert judge(higher, lower, "mae_l", better=True).verdict == "does not hold"
     assert judge(higher, lower, "mae_m", better=False).verdict == "holds"  # "costs some M"
 
 
-def test_a_difference_inside_two_standard_errors_is_noise():
-    # means 0.61 vs 0.60, sds 0.02: se = sqrt(2 * 0.0004 / 3) = 0.0163, z = 0.61
-    v = judge(pd.Series([0.59, 0.61, 0.63]), pd.Series([0.58, 0.60, 0.62]), "plcc", True)
-    assert v.z == pytest.approx(0.01 / math.sqrt(2 * 0.0004 / 3))
-    assert v.verdict == "within seed noise"
+def test_only_seeds_both_rows_have_are_paired():
+    row = pd.Series([0.7, 0.8, 0.9], index=[0, 1, 2])
+    reference = pd.Series([0.6, 0.6], index=[1, 2])
+    v = judge(row, reference, "plcc", True)
+    assert v.n == 2 and v.difference == pytest.approx(0.25)  # (0.2 + 0.3) / 2
+    v = judge(pd.Series([0.7], index=[0]), pd.Series([0.6], index=[0]), "plcc", True)
+    assert v.verdict == NO_TEST and math.isnan(v.p)
 
 
-def test_one_seed_gives_no_noise_estimate():
-    v = judge(pd.Series([0.7]), pd.Series([0.6]), "plcc", True)
-    assert math.isnan(v.z) and v.verdict.startswith("no noise estimate")
-
-
-def _records(rows: dict[str, list[float]]) -> pd.DataFrame:
-    records = []
-    for row, values in rows.items():
-        for seed, value in enumerate(values):
-            record = {"row": row, "seed": seed, "status": "ok"}
-            record.update({m: value for m in ("plcc", "srcc", "mae_l", "mae_m", "mae_h")})
-            records.append(record)
-    return pd.DataFrame(records)
+def _records(rows: dict[str, list[float]], dataset: str = "synth-ava") -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"dataset": dataset, "row": row, "seed": seed, "status": "ok",
+             **{m: value for m in ("plcc", "srcc", "mae_l", "mae_m", "mae_h")}}
+            for row, values in rows.items()
+            for seed, value in enumerate(values)
+        ]
+    )  # fmt: skip
 
 
 def test_failed_runs_are_left_out_and_a_missing_row_is_an_error():
     claim = next(c for c in CLAIMS if c.row == "flsa" and c.reference == "base")
-    runs = _records({"flsa": [0.7, 0.71, 0.72], "base": [0.6, 0.61, 0.62]})
+    runs = _records({"flsa": [0.7, 0.72, 0.71], "base": [0.6, 0.61, 0.62]})
     runs.loc[len(runs)] = {"row": "flsa", "seed": 3, "status": "failed"}
     verdicts = check(claim, runs)
     assert [v.metric for v in verdicts] == ["plcc", "srcc", "mae_l", "mae_m", "mae_h"]
-    assert verdicts[0].difference == pytest.approx(0.1)
+    assert verdicts[0].difference == pytest.approx(0.1) and verdicts[0].n == 3
     with pytest.raises(ValueError, match="no ok runs of row 'base'"):
         check(claim, runs[runs["row"] != "base"])
-
-
-def test_report_from_csv_files(tmp_path, capsys):
-    rows = {key: [0.6, 0.61, 0.62] for key in ("base", "tfa", "flsa", "apds", "flsa+apds")}
-    rows["tfa+flsa+apds"] = [0.7, 0.71, 0.72]
-    _records(rows).to_csv(tmp_path / "table4.csv", index=False)
-    assert main([str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "| FLSA improves all metrics (Sec. 4.4) | flsa vs base, 3 seeds |" in out
-    assert "table5.csv not found" in out
-    elta_m = next(x for x in out.splitlines() if x.startswith("| ELTA costs some majority"))
-    assert elta_m.endswith("| holds |")  # 0.7 vs 0.6 M error: ELTA costs M error here
-    flsa = next(x for x in out.splitlines() if x.startswith("| FLSA improves"))
-    assert flsa.endswith("| within seed noise |")  # identical rows: z = 0
 
 
 def test_the_threshold_reference_is_the_row_chosen_on_validation():
@@ -80,41 +82,38 @@ def test_the_threshold_reference_is_the_row_chosen_on_validation():
     assert verdicts[0].difference == pytest.approx(0.105)  # against threshold_0.5, not 1.0
 
 
-def test_table2_claims_are_judged_on_each_dataset(tmp_path):
+def test_has_the_best_holds_only_against_every_rival_and_names_the_closest():
+    def runs(values: dict[str, list[float]]) -> pd.DataFrame:
+        return _records(values)
+
+    clear = runs({"elta": [0.80, 0.82, 0.81], "a": [0.60, 0.61, 0.62], "b": [0.70, 0.71, 0.72]})
+    v = best_of(clear, "elta", ["a", "b"], "plcc", better=True)
+    assert v.verdict == "holds" and v.against == "b" and v.difference == pytest.approx(0.10)
+    close = runs({"elta": [0.80, 0.81, 0.82], "a": [0.60, 0.61, 0.62], "b": [0.83, 0.79, 0.82]})
+    v = best_of(close, "elta", ["a", "b"], "plcc", better=True)
+    assert v.verdict == "not shown" and v.against == "b"
+    beaten = runs({"elta": [0.80, 0.81, 0.82], "a": [0.90, 0.92, 0.91], "b": [0.84, 0.86, 0.87]})
+    v = best_of(beaten, "elta", ["a", "b"], "plcc", better=True)
+    assert v.verdict == "does not hold" and v.against == "a"  # the clearest winner
+
+
+def test_the_report_reads_every_stored_seed_and_judges_table2_per_dataset(monkeypatch):
     metrics = ("plcc", "srcc", "mae_l", "mae_m", "mae_h")
     records = []
     for dataset, gain in (("synth-ava", 0.1), ("synth-para", -0.1)):  # ELTA better, then worse
         for row, base in (("elta", 0.6 + gain), ("lds_fds", 0.6), ("ranksim", 0.6)):
-            for seed, jitter in enumerate((-0.001, 0.0, 0.001)):
-                values = {m: base + jitter if m in ("plcc", "srcc") else 1 - base for m in metrics}
-                records.append(
-                    {"dataset": dataset, "row": row, "seed": seed, "status": "ok", **values}
-                )
-    pd.DataFrame(records).to_csv(tmp_path / "table2.csv", index=False)
-    from tables.claims import report
-
-    lines = [line for line in report(tmp_path).splitlines() if "ELTA beats" in line]
+            for seed, jitter in enumerate((-0.002, 0.0, 0.001)):
+                values = {m: base + jitter if m in ("plcc", "srcc") else 1 - base - jitter
+                          for m in metrics}  # fmt: skip
+                records.append({"dataset": dataset, "row": row, "seed": seed, "status": "ok",
+                                **values})  # fmt: skip
+    table2 = pd.DataFrame(records)
+    empty = pd.DataFrame(columns=["dataset", "row", "seed", "status"])
+    monkeypatch.setattr(
+        claims, "table_records", lambda stem, *args: table2 if stem == "table2" else empty
+    )
+    lines = [line for line in claims.report(None, "cpu").splitlines() if "ELTA beats" in line]
     assert len(lines) == 4  # 2 claims x 2 datasets
-    ava = [line for line in lines if "synth-ava:" in line]
-    para = [line for line in lines if "synth-para:" in line]
-    assert all(line.endswith("| holds |") for line in ava)
-    assert all(line.endswith("| does not hold |") for line in para)
-
-
-def test_has_the_best_holds_only_against_every_rival_and_names_the_closest():
-    from tables.claims import best_of
-
-    def runs(values: dict[str, list[float]]) -> pd.DataFrame:
-        return pd.DataFrame(
-            [{"row": row, "plcc": v} for row, seeds in values.items() for v in seeds]
-        )
-
-    clear = runs({"elta": [0.80, 0.81, 0.82], "a": [0.60, 0.61, 0.62], "b": [0.70, 0.71, 0.72]})
-    v = best_of(clear, "elta", ["a", "b"], "plcc", better=True)
-    assert v.verdict == "holds" and v.against == "b" and v.difference == pytest.approx(0.10)
-    close = runs({"elta": [0.80, 0.81, 0.82], "a": [0.60, 0.61, 0.62], "b": [0.79, 0.81, 0.83]})
-    v = best_of(close, "elta", ["a", "b"], "plcc", better=True)
-    assert v.verdict == "within seed noise" and v.against == "b"
-    beaten = runs({"elta": [0.80, 0.81, 0.82], "a": [0.90, 0.91, 0.92], "b": [0.85, 0.86, 0.87]})
-    v = best_of(beaten, "elta", ["a", "b"], "plcc", better=True)
-    assert v.verdict == "does not hold" and v.against == "a"  # the clearest winner
+    assert all(line.endswith("| holds |") for line in lines if "synth-ava:" in line)
+    assert all(line.endswith("| does not hold |") for line in lines if "synth-para:" in line)
+    assert "3 paired seeds" in lines[0]

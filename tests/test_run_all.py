@@ -46,9 +46,20 @@ def test_smoke_table4_prints_and_writes_all_eight_rows(smoke_results):
     assert "failed" not in markdown
     tex = (results / "tables" / "table4.tex").read_text()
     assert r"\toprule" in tex and "synth-ava" in tex
-    per_seed = pd.read_csv(results / "tables" / "table4.csv")  # what tables.claims reads
+    per_seed = pd.read_csv(results / "tables" / "table4.csv")  # the per-seed records
     assert len(per_seed) == 8 and (per_seed["status"] == "ok").all()
     assert per_seed[["plcc", "srcc", "mae_l", "mae_m", "mae_h", "val_srcc"]].notna().all().all()
+
+
+def test_claims_read_the_stored_seeds_from_the_store(smoke_results, capsys):
+    from tables import claims
+
+    results, _ = smoke_results
+    assert claims.main(["--results", str(results), "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("| FLSA improves all metrics"))
+    assert "flsa vs base, 1 paired seed" in line and line.endswith(f"| {claims.NO_TEST} |")
+    assert "| ELTA has the best P and S" in out and "not run" in out  # Table 1: not run here
 
 
 def test_table4_trains_round1_once_per_tfa_flsa_setting(smoke_results):
