@@ -109,6 +109,8 @@ class Context:
 
     results: Path
     device: str
+    # The runner's process: a local worker exits when it is gone (bench.runner.exit_with)
+    runner_pid: int | None = None
 
     @property
     def cache_dir(self) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.managers import SyncManager
 
 from joblib import Parallel, delayed, parallel_config
@@ -91,6 +91,8 @@ def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, 
     from bench.stages import run_stage  # torch is loaded only when something must run
 
     _register_backend(backend)
+    if backend != "ray":  # a Ray worker's parent is its node's raylet, not this process
+        ctx = replace(ctx, runner_pid=os.getpid())
     outcomes: dict[str, dict] = {}
     bar = tqdm(total=len(todo), desc="stages", unit="stage")
     # Epoch bars need a queue the workers can reach; a cluster's workers (Ray) cannot.
@@ -121,14 +123,22 @@ def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, 
     return outcomes
 
 
-def _exit_with(parent: int) -> None:
-    """Initializer of the queue's manager process: exit once the runner is gone, even when it
-    was killed with SIGKILL (a manager left alone would live forever)."""
+_WATCHING: set[int] = set()  # the parents this process already watches
+
+
+def exit_with(parent: int) -> None:
+    """In a child of the runner (a worker, the progress queue's manager): exit as soon as the
+    runner is gone, even when it was killed with SIGKILL, which it cannot pass on (a child left
+    alone would compute for nothing or idle forever, and keep the resource trackers alive).
+    A stage being computed is then absent from the store, never half-written."""
+    if parent in _WATCHING or os.getpid() == parent:
+        return
+    _WATCHING.add(parent)
 
     def watch() -> None:
         while os.getppid() == parent:
-            time.sleep(1)
-        os._exit(0)
+            time.sleep(0.5)
+        os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
 
@@ -138,7 +148,7 @@ class _EpochBars:
 
     def __init__(self):
         self._manager = SyncManager()
-        self._manager.start(_exit_with, (os.getpid(),))
+        self._manager.start(exit_with, (os.getpid(),))
         self.queue = self._manager.Queue()
         self._thread = threading.Thread(target=self._draw, daemon=True)
         self._thread.start()

@@ -35,6 +35,7 @@ from bench.metrics import evaluate
 from bench.plan import Context, Stage
 from bench.pretrain import pretrain_part
 from bench.profiles import Profile, get_profile
+from bench.runner import exit_with
 from bench.store import Store, code_version, write_json
 from bench.train import (
     Supervised,
@@ -281,6 +282,8 @@ def run_stage(stage: Stage, ctx: Context, progress: Queue | None = None) -> dict
     A failure (NaN loss, an exception) is recorded with its reason, never raised.
     Each finished epoch is reported on the `progress` queue, if given (the runner draws it)."""
     torch.set_num_threads(STAGE_THREADS)
+    if ctx.runner_pid is not None:
+        exit_with(ctx.runner_pid)  # a worker does not outlive its runner
     store = Store(ctx.results)
     out = store.begin(stage.id)
     write_json(out / "config.json", stage.config)
@@ -304,8 +307,12 @@ def run_stage(stage: Stage, ctx: Context, progress: Queue | None = None) -> dict
             log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
         def on_epoch(epoch: int, epochs: int, loss: float, srcc: float) -> None:
-            if progress is not None:
+            if progress is None:
+                return
+            try:
                 progress.put((stage.id, stage.kind, epoch, epochs, loss, srcc))
+            except (OSError, EOFError):  # the runner's progress bars are gone: not a failure
+                pass
 
         log(f"{stage.kind} {stage.id}")
         try:

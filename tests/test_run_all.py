@@ -134,16 +134,36 @@ def test_nan_run_is_recorded_as_failed_and_the_others_finish(
         assert Store(tmp_path).metrics(stage.name) == fixture.metrics(stage.name)
 
 
-def _processes_naming(text: str) -> list[int]:
-    """Live processes whose command line contains `text` (Linux /proc; none elsewhere)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+def _descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (Linux /proc; none elsewhere)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            if text in cmdline.read_bytes().decode(errors="replace"):
-                found.append(int(cmdline.parent.name))
-        except OSError:  # the process ended meanwhile
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):  # the process ended meanwhile
             continue
+        if parent == pid:
+            child = int(stat.parent.name)
+            found |= {child} | _descendants(child)
     return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited
+
+
+def _first_completed_stage(runs: Path, proc: subprocess.Popen) -> list[Path]:
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        done = [d for d in runs.glob("*") if not d.name.startswith(".")] if runs.exists() else []
+        if done:
+            return done
+        time.sleep(0.2)
+    return []
 
 
 def test_kill_mid_grid_loses_no_completed_stage(tmp_path):
@@ -154,26 +174,44 @@ def test_kill_mid_grid_loses_no_completed_stage(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     runs = tmp_path / "runs"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        done = [d for d in runs.glob("*") if not d.name.startswith(".")] if runs.exists() else []
-        if done:
-            break
-        time.sleep(0.2)
+    done = _first_completed_stage(runs, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert done, "no stage completed in time"
-    time.sleep(3)  # helper processes (the progress queue's manager) follow the runner
-    assert not _processes_naming(str(tmp_path)), "processes outlived the killed run"
     store = Store(tmp_path)
     completed = [d.name for d in done if store.is_ok(d.name)]
     assert completed
     resumed = _cli(*SMOKE, "--dry-run", results=tmp_path)
-    n_cached = int(resumed.stdout.strip().splitlines()[-1].split()[2])
+    counts = next(line for line in resumed.stdout.splitlines() if " stages: " in line)
+    n_cached = int(counts.split()[2])
     assert n_cached >= len(completed)
     finish = _cli(*SMOKE, results=tmp_path)
     assert finish.returncode == 0, finish.stderr[-2000:]
     assert not list(runs.glob(".tmp-*"))  # the killed run's leftovers are cleaned
+
+
+def test_killing_the_runner_alone_leaves_no_process_behind(tmp_path):
+    """kill -9 of the parent only (not its process group), while its workers compute: every
+    worker, the progress queue's manager and the resource trackers exit within seconds, and
+    each stage in the store is whole (a stage being computed is absent)."""
+    proc = subprocess.Popen(
+        [sys.executable, "run_all.py", *SMOKE, "--jobs", "2", "--results", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert _first_completed_stage(tmp_path / "runs", proc), "no stage completed in time"
+    time.sleep(1.5)  # the workers are on their next stages
+    tree = _descendants(proc.pid)
+    assert len(tree) >= 3  # two workers and their helpers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 8
+    while time.time() < deadline and any(_running(pid) for pid in tree):
+        time.sleep(0.2)
+    assert not [pid for pid in tree if _running(pid)], "processes outlived the killed runner"
+    store = Store(tmp_path)
+    for stage in _stage_dirs(tmp_path):
+        assert store.is_ok(stage.name)
+        assert {"config.json", "metrics.json", "model.pt"} <= {p.name for p in stage.iterdir()}
 
 
 @pytest.mark.parametrize(
