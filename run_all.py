@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     pin_cpu_kernels()  # before torch loads: the same kernels on every x86-64 machine
     args = parse_args(argv)
     try:
+        if args.results.exists() and not args.results.is_dir():
+            raise UserError(f"{args.results}: --results is not a folder")
         if args.list:
             print_list()
             return 0

@@ -76,7 +76,7 @@ def _register_backend(backend: str) -> None:
         try:
             from ray.util.joblib import register_ray  # optional dependency, cluster use only
         except ImportError as err:
-            raise UserError("--backend ray needs Ray: pip install 'ray[default]'") from err
+            raise UserError("--backend ray needs Ray: pip install -e '.[ray]'") from err
         register_ray()
 
 
@@ -91,13 +91,20 @@ def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, 
     from bench.stages import run_stage  # torch is loaded only when something must run
 
     _register_backend(backend)
-    if backend != "ray":  # a Ray worker's parent is its node's raylet, not this process
+    backend_config, started_ray = {}, False
+    if backend == "ray":
+        from bench import ray_cluster
+
+        started_ray = ray_cluster.connect(jobs)
+        ray_cluster.check_store(ctx.results)
+        backend_config = {"ray_remote_args": ray_cluster.remote_args(todo, ctx.device)}
+        epoch_bars = _EpochBars(ray_cluster.progress_queue())
+    else:  # a Ray worker's parent is its node's raylet, not this process
         ctx = replace(ctx, runner_pid=os.getpid())
+        epoch_bars = _EpochBars()
     outcomes: dict[str, dict] = {}
     bar = tqdm(total=len(todo), desc="stages", unit="stage")
-    # Epoch bars need a queue the workers can reach; a cluster's workers (Ray) cannot.
-    epoch_bars = _EpochBars() if backend != "ray" else None
-    progress = epoch_bars.queue if epoch_bars is not None else None
+    progress = epoch_bars.queue
     try:
         for depth in sorted({s.depth for s in todo}):
             wave = [s for s in todo if s.depth == depth]
@@ -108,8 +115,10 @@ def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, 
                     bar.update()
                 else:
                     runnable.append(stage)
-            with parallel_config(backend=backend, n_jobs=jobs):
-                results = Parallel(return_as="generator_unordered")(
+            with parallel_config(backend=backend, n_jobs=jobs, **backend_config):
+                # Ray's joblib backend returns a wave's outcomes together (the epoch bars move)
+                order = "list" if backend == "ray" else "generator_unordered"
+                results = Parallel(return_as=order)(
                     delayed(run_stage)(stage, ctx, progress) for stage in runnable
                 )
                 for outcome in results:
@@ -118,8 +127,11 @@ def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, 
                     bar.update()
     finally:
         bar.close()
-        if epoch_bars is not None:
-            epoch_bars.close()
+        epoch_bars.close()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
     return outcomes
 
 
@@ -144,12 +156,16 @@ def exit_with(parent: int) -> None:
 
 
 class _EpochBars:
-    """One tqdm bar per running stage, drawn here from the epochs the workers report."""
+    """One tqdm bar per running stage, drawn here from the epochs the workers report on
+    `queue` (a Ray queue), or on a queue of a local manager process started here."""
 
-    def __init__(self):
-        self._manager = SyncManager()
-        self._manager.start(exit_with, (os.getpid(),))
-        self.queue = self._manager.Queue()
+    def __init__(self, queue=None):
+        self._manager = None
+        if queue is None:
+            self._manager = SyncManager()
+            self._manager.start(exit_with, (os.getpid(),))
+            queue = self._manager.Queue()
+        self.queue = queue
         self._thread = threading.Thread(target=self._draw, daemon=True)
         self._thread.start()
 
@@ -172,7 +188,8 @@ class _EpochBars:
     def close(self) -> None:
         self.queue.put(None)
         self._thread.join()
-        self._manager.shutdown()
+        if self._manager is not None:
+            self._manager.shutdown()
 
 
 def failed_upstream(stage: Stage, store: Store) -> dict:

@@ -19,7 +19,8 @@ def _pins(requirements: list[str]) -> dict[str, str]:
 
 def test_pyproject_and_environment_agree():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = project["dependencies"] + project["optional-dependencies"]["test"]
+    extras = project["optional-dependencies"]
+    declared = project["dependencies"] + extras["test"] + extras["ray"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     listed = [r for r in pip_section if not r.startswith("-e")]

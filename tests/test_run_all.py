@@ -244,7 +244,51 @@ def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path, capsys):
 def test_ray_backend_without_ray_is_a_user_error(tmp_path, capsys):
     assert run_all.main([*SMOKE, "--backend", "ray", "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "pip install 'ray[default]'" in err and len(err.strip().splitlines()) == 1
+    assert "pip install -e '.[ray]'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
+def test_a_local_ray_cluster_gives_the_same_table_as_loky(smoke_results, tmp_path):
+    """--backend ray on a local cluster (loopback, 2 CPUs, no dashboard): the smoke Table 4,
+    digit for digit the one the loky fixture computed."""
+    loky_results, _ = smoke_results
+    proc = _cli(*SMOKE, "--backend", "ray", "--jobs", "2", results=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [
+        [line for line in (results / "tables" / "table4.md").read_text().splitlines()
+         if line.startswith("| ")]
+        for results in (loky_results, tmp_path)
+    ]  # fmt: skip
+    assert len(rows[0]) == 9 and rows[0] == rows[1]  # the header and 8 rows
+    for stage in _stage_dirs(tmp_path):  # per-stage logs, as with loky
+        assert "best epoch" in (stage / "log.txt").read_text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
+def test_a_store_ray_workers_cannot_write_is_a_user_error(tmp_path):
+    import ray
+
+    from bench import ray_cluster
+    from bench.errors import UserError
+
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    started = ray_cluster.connect(1)
+    try:
+        with pytest.raises(UserError, match="a worker cannot write to the results store"):
+            ray_cluster.check_store(not_a_folder)
+        ray_cluster.check_store(tmp_path)  # a folder it can write: no error
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def test_results_that_are_not_a_folder_is_a_one_line_error(tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    proc = _cli(*SMOKE, results=not_a_folder)
+    assert proc.returncode == 2 and "not a folder" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_malformed_option_is_one_line_and_exit_code_2(capsys):
