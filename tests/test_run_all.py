@@ -217,7 +217,7 @@ def test_killing_the_runner_alone_leaves_no_process_behind(tmp_path):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["--table", "9"], "unknown table '9'; valid tables: 4"),
+        (["--table", "9"], "unknown table '9'; valid tables: 1, 2, 3, 4, 5, sampling"),
         (["--table", "4", "--profile", "huge"], "valid profiles: smoke, cpu, paper"),
         (["--table", "4", "--dataset", "imagenet"], "valid datasets: synth-ava"),
         (["--table", "4", "--tau1", "0"], "tau1=0"),

@@ -169,10 +169,11 @@ def test_registry_sections():
     entry = _registry()["tanet"]
     recipe = entry["configs"]["paper"]["recipe"]
     assert {"optimizer", "lr", "batch_size", "epochs", "source"} <= set(recipe)
-    assert entry["configs"]["cpu"]["pretrain"] == {"part": "theme", "epochs": 6}
+    assert entry["configs"]["cpu"]["pretrain"] == {"part": "theme", "epochs": 20}
     assert entry["configs"]["smoke"]["pretrain"] == {"part": "theme", "epochs": 1}
+    assert set(entry["configs"]["cpu"]["recipe"]) == {"lr"}  # chosen on validation
+    assert "recipe" not in entry["configs"]["smoke"]
     for profile in ("cpu", "smoke"):
-        assert "recipe" not in entry["configs"][profile]
         assert config(profile)["theme_classes"] == 10
 
 
