@@ -390,3 +390,23 @@ def test_check_settings_accepts_the_defaults_and_modules_validate_too():
         lds.sample_weights(SCORES8, EDGES4, "none")
     with pytest.raises(ValueError, match="lambda"):
         ranksim.regularizer(X3, Y3, -1.0)
+
+
+def test_bucket_statistics_match_float64_on_offset_features():
+    """One-pass sums in float32 stay accurate when the features share a large offset."""
+    from baselines.dir.fds import bucket_statistics
+
+    g = torch.Generator().manual_seed(0)
+    bucket = torch.randint(0, 7, (500,), generator=g)
+    features = 50.0 + bucket[:, None] * 0.3 + torch.randn(500, 16, generator=g)
+    count, mean, m2 = bucket_statistics(features, bucket, 9)
+    x = features.double()
+    for k in range(9):
+        rows = x[bucket == k]
+        assert count[k] == len(rows)
+        if len(rows):
+            torch.testing.assert_close(mean[k].double(), rows.mean(0), rtol=0, atol=1e-5)
+            m2_64 = ((rows - rows.mean(0)) ** 2).sum(0)
+            torch.testing.assert_close(m2[k].double(), m2_64, rtol=1e-4, atol=1e-4)
+        else:
+            assert (mean[k] == 0).all() and (m2[k] == 0).all()
