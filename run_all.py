@@ -68,6 +68,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, ...")
     p.add_argument("--data-root", type=Path, help="folder holding AVA/, AADB/, TAD66K/, PARA/")
     p.add_argument(
+        "--unlabeled",
+        type=Path,
+        help="an image folder for a real dataset's APDS pool (default: the other datasets)",
+    )
+    p.add_argument(
         "--weights",
         action="append",
         default=[],
@@ -238,7 +243,7 @@ def run_everything(args: argparse.Namespace) -> int:
         datasets = {cell.dataset for cell in cells}
         root = args.data_root.resolve() if args.data_root else None
         for dataset in sorted(datasets):  # fail early on bad data; generates the benchmark
-            load_dataset(dataset, profile, root, ctx.cache_dir)
+            load_dataset(dataset, profile, root, ctx.cache_dir, args.unlabeled)
         execute(the_plan, ctx, args.jobs or default_jobs(args.device), args.backend)
 
     code = 0
@@ -481,6 +486,8 @@ def _plan_cells(
         raise UserError(f"--eval-only needs the trained model's file: --weights {args.model}=FILE")
     if args.data_root is not None and not args.data_root.is_dir():
         raise UserError(f"{args.data_root}: data root not found")
+    if args.unlabeled is not None and not args.unlabeled.is_dir():
+        raise UserError(f"{args.unlabeled}: --unlabeled folder not found")
     if datasets is None:
         datasets = (
             [args.dataset]
@@ -509,6 +516,7 @@ def _plan_cells(
         args.data_root,
         weights,
         args.eval_only,
+        args.unlabeled,
     )
     return profile, datasets, weights, cells
 
@@ -545,7 +553,7 @@ def _run_rows(args: argparse.Namespace, rows: list, paper_datasets: list[str]) -
         ctx = Context(results=args.results, device=args.device)
         for dataset in datasets:  # fail early on bad data; generates the embedded benchmark
             root = args.data_root.resolve() if args.data_root else None
-            load_dataset(dataset, profile, root, ctx.cache_dir)
+            load_dataset(dataset, profile, root, ctx.cache_dir, args.unlabeled)
         for model, parts in weights.items():  # fail early on bad weight files
             if any(row.model == model for row in rows):
                 create_model(model, profile.name, parts)

@@ -69,6 +69,7 @@ def plan_grid(
     data_root: Path | None = None,
     weights: dict[str, dict[str, str]] | None = None,
     eval_only: bool = False,
+    unlabeled: Path | None = None,
 ) -> list[Cell]:
     """Every (dataset, row, seed) of a grid with its stage chain. `weights` maps a model to
     its weight files (part -> path); `eval_only` evaluates them instead of training."""
@@ -91,6 +92,7 @@ def plan_grid(
                     weights=weights.get(row.model),
                     eval_only=eval_only,
                     recipe=row.recipe or None,
+                    unlabeled=str(unlabeled.resolve()) if unlabeled else None,
                 )
                 cells.append(Cell(dataset, row.key, seed, stages_for(request)))
     return cells

@@ -53,6 +53,7 @@ class RunRequest:
     weights: dict[str, str] | None = None  # part -> local file ("auto": recognised by keys)
     eval_only: bool = False  # evaluate `weights` on test, no training
     recipe: dict | None = None  # over the model config's recipe (bench.choose: lr candidates)
+    unlabeled: str | None = None  # an image folder for a real dataset's APDS pool (--unlabeled)
 
 
 def stages_for(run: RunRequest) -> list[Stage]:
@@ -69,6 +70,8 @@ def stages_for(run: RunRequest) -> list[Stage]:
         "model": run.model,
         "model_config": config,
     }
+    if run.unlabeled and not run.dataset.startswith("synth-"):
+        where["unlabeled"] = run.unlabeled
     if run.eval_only:
         config = {**where, "weights": run.weights, "profile": asdict(profile)}
         return [Stage("evaluate", {"stage": "evaluate", **config})]

@@ -94,7 +94,8 @@ def _settings(
 def _load(config: dict, profile: Profile, ctx: Context, out: Path) -> IAADataset:
     """The stage's dataset; its content fingerprint goes to the stage's data.json."""
     root = Path(config["data_root"]) if config["data_root"] else None
-    dataset = load_dataset(config["dataset"], profile, root, ctx.cache_dir)
+    unlabeled = Path(config["unlabeled"]) if config.get("unlabeled") else None
+    dataset = load_dataset(config["dataset"], profile, root, ctx.cache_dir, unlabeled)
     write_json(out / "data.json", {"dataset": dataset.name, "fingerprint": dataset.fingerprint})
     return dataset
 

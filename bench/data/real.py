@@ -45,9 +45,11 @@ from __future__ import annotations
 
 import csv
 import math
+import multiprocessing
+import os
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,11 +268,25 @@ def _aspect(path: Path) -> float | None:
         return None
 
 
+PROCESSES_FROM = 5_000  # images; below this, threads check the headers (no process start-up)
+
+
+def readable_aspects(images: list[Path]) -> list[float | None]:
+    """`_aspect` of every image: in threads for a few images, over every core in processes
+    for many (a header is parsed in Python, so threads share one core)."""
+    if len(images) < PROCESSES_FROM:
+        with ThreadPoolExecutor() as pool:
+            return list(pool.map(_aspect, images))
+    workers = os.cpu_count() or 1
+    context = multiprocessing.get_context("spawn")  # torch may be loaded: never fork it
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(_aspect, images, chunksize=max(1, len(images) // (8 * workers))))
+
+
 def _keep_readable(rows: list[_Row], where: str) -> tuple[list[_Row], np.ndarray]:
     """Drop rows whose image is missing or unreadable (one warning, or an error past the
     limit); return the kept rows and their images' aspect ratios."""
-    with ThreadPoolExecutor() as pool:
-        aspects = list(pool.map(_aspect, [row.image for row in rows]))
+    aspects = readable_aspects([row.image for row in rows])
     ok = [aspect is not None for aspect in aspects]
     kept_aspects = np.array([a for a in aspects if a is not None], dtype=np.float32)
     bad = [row.image for row, good in zip(rows, ok, strict=True) if not good]

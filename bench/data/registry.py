@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import real, synth
+from bench.data import listing, real, synth
 from bench.data.types import IAADataset, Split, fingerprint
 from bench.errors import UserError
 from bench.profiles import Profile
@@ -46,22 +46,22 @@ def data_identity(name: str, profile: Profile) -> str | None:
     ).name
 
 
-def _pool_from_others(name: str, data_root: Path, n_max: int, seed: int) -> Split | None:
+def _pool_from_others(name: str, data_root: Path, cache_dir: Path, n_max: int) -> Split | None:
     others = []
     for other in REAL:
         if other == name:
             continue
         try:
-            directory = real.dataset_dir(data_root, REAL[other])
-        except UserError:
+            real.dataset_dir(data_root, REAL[other])
+        except UserError:  # that dataset is not under the root
             continue
-        others.append(real.LOADERS[other](directory, seed=seed).train)
+        others.append(_real(other, data_root, cache_dir).train)
     if not others:
         return None
     paths = [p for split in others for p in split.images]
     ids = [i for split in others for i in split.ids]
     aspects = np.concatenate([split.aspect_ratios() for split in others])
-    pick = np.random.default_rng(seed).permutation(len(paths))[:n_max]
+    pick = np.random.default_rng(DATA_SEED).permutation(len(paths))[:n_max]
     return Split(
         images=[paths[i] for i in pick],
         scores=np.full(len(pick), np.nan, dtype=np.float32),
@@ -71,11 +71,24 @@ def _pool_from_others(name: str, data_root: Path, n_max: int, seed: int) -> Spli
     )
 
 
+def _real(name: str, data_root: Path, cache_dir: Path) -> IAADataset:
+    """A real dataset's checked listing, cached (bench/data/listing.py)."""
+    folder = real.dataset_dir(data_root, REAL[name])
+    return listing.cached(
+        name, folder, cache_dir, lambda: real.LOADERS[name](folder, seed=DATA_SEED)
+    )
+
+
 def load_dataset(
-    name: str, profile: Profile, data_root: Path | None, cache_dir: Path
+    name: str,
+    profile: Profile,
+    data_root: Path | None,
+    cache_dir: Path,
+    unlabeled: Path | None = None,
 ) -> IAADataset:
     """Load a dataset by name: synth presets from the on-disk cache (generated on first use),
-    real datasets from `data_root` in their official formats."""
+    real datasets from `data_root` in their official formats. A real dataset's unlabeled pool
+    is `unlabeled`'s images when given, else drawn from the other datasets under the root."""
     check_name(name)
     if name in synth.PRESETS:
         return synth.load_synth(
@@ -83,7 +96,10 @@ def load_dataset(
         )
     if data_root is None:
         raise UserError(f"dataset '{name}' needs --data-root (the folder that holds {REAL[name]}/)")
-    dataset = real.LOADERS[name](real.dataset_dir(data_root, REAL[name]), seed=DATA_SEED)
-    dataset.unlabeled = _pool_from_others(name, data_root, len(dataset.train), DATA_SEED)
+    dataset = _real(name, data_root, cache_dir)
+    if unlabeled is not None:
+        dataset.unlabeled = listing.image_folder(unlabeled, len(dataset.train), DATA_SEED)
+    else:
+        dataset.unlabeled = _pool_from_others(name, data_root, cache_dir, len(dataset.train))
     dataset.fingerprint = fingerprint(dataset)  # of the listing: paths, scores, groups
     return dataset
