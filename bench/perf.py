@@ -35,6 +35,9 @@ Everything runs on the CPU with one torch thread, as each stage of the harness d
 
 4. The DIR methods (bench/perf_dir.py): the FDS statistics update and the RankSim
    regulariser against the official code's per-bucket and per-row loops.
+
+With --device (cuda on a GPU machine): only the paper profile's training step against the bare
+model on that device (bench/paper_step.py).
 """
 
 from __future__ import annotations
@@ -521,7 +524,17 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m bench.perf", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="reduced sizes, under a minute")
-    sizes = QUICK if parser.parse_args(argv).quick else FULL
+    parser.add_argument(
+        "--device", help="only the paper profile's step on this device (bench/paper_step.py)"
+    )
+    parser.add_argument("--tiny", action="store_true", help="with --device: the smoke config")
+    args = parser.parse_args(argv)
+    if args.device:
+        from bench import paper_step
+
+        print(paper_step.report(paper_step.measure(args.device, args.tiny)))
+        return
+    sizes = QUICK if args.quick else FULL
     torch.set_num_threads(STAGE_THREADS)
     start = time.perf_counter()
     print(report_step(measure_step(sizes), sizes), flush=True)

@@ -68,7 +68,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _settings(
+def train_settings(
     config: dict, profile: Profile, epochs: int | None, device: torch.device, model=None
 ) -> TrainSettings:
     """The profile's settings, overridden by the model's recipe; `epochs` None: the recipe's
@@ -160,7 +160,7 @@ def _pretrain(stage: Stage, out: Path, ctx: Context, log, on_epoch) -> None:
     config = stage.config
     profile = get_profile(config["profile"]["name"])
     spec = config["model_config"]["pretrain"]
-    settings = _settings(config, profile, spec["epochs"], resolve_device(ctx.device))
+    settings = train_settings(config, profile, spec["epochs"], resolve_device(ctx.device))
     settings = replace(settings, batch_size=profile.batch_size, lr=profile.lr)
     build_config = {k: v for k, v in config["model_config"].items() if k not in HARNESS_KEYS}
     torch.manual_seed(0)
@@ -178,7 +178,7 @@ def _round1(stage: Stage, store: Store, out: Path, ctx: Context, log, on_epoch) 
     config = stage.config
     profile = get_profile(config["profile"]["name"])
     model = _model(config, store, stage)
-    settings = _settings(config, profile, None, resolve_device(ctx.device), model)
+    settings = train_settings(config, profile, None, resolve_device(ctx.device), model)
     opts = MethodOptions(**config["method"])
     dataset = _load(config, profile, ctx, out)
     _train_and_store(model, config, dataset, opts, settings, config["seed"], out, log, on_epoch)
@@ -188,7 +188,7 @@ def _evaluate(stage: Stage, out: Path, ctx: Context, log) -> None:
     config = stage.config
     profile = get_profile(config["profile"]["name"])
     model = create_model(config["model"], profile.name, config["weights"])
-    settings = _settings(config, profile, 0, resolve_device(ctx.device), model)
+    settings = train_settings(config, profile, 0, resolve_device(ctx.device), model)
     model.to(settings.device)
     dataset = _load(config, profile, ctx, out)
     val_pred = predicted_scores(predict_logits(model, dataset.val, settings))
@@ -259,7 +259,7 @@ def _selftrain(stage: Stage, store: Store, out: Path, ctx: Context, log, on_epoc
     dataset = _load(config, profile, ctx, out)
     model = _model(config, store, stage.parent)
     model.load_state_dict(torch.load(store.path(stage.parent.id) / "model.pt", map_location="cpu"))
-    settings = _settings(config, profile, profile.st_epochs, device, model)
+    settings = train_settings(config, profile, profile.st_epochs, device, model)
     model.to(device)
     pseudo, summary = _pseudo_label(model, dataset, settings, profile, config["seed"], out, log)
     opts = MethodOptions(**config["method"])

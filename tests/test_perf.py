@@ -96,3 +96,12 @@ def test_model_benchmark_prints_a_row_per_model(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert [row.split(" | ")[0] for row in rows[1:]] == ["| swinv2", "| hgcn"]
     assert all(float(row.split(" | ")[4]) > 0 for row in rows[1:])  # images per second
+
+
+def test_paper_step_measures_the_harness_against_the_bare_model_on_any_device():
+    from bench import paper_step
+
+    result = paper_step.measure("cpu", tiny=True, repeats=1)
+    assert result["harness_s"] > 0 and result["bare_s"] > 0
+    assert result["share"] == pytest.approx(result["bare_s"] / result["harness_s"])
+    assert "keeps" in paper_step.report(result) and "smoke swinv2, batch 4" in result["config"]
