@@ -34,7 +34,7 @@ from baselines import create_model, model_config
 from bench.data.types import Split
 from bench.methods import MethodOptions
 from bench.profiles import get_profile
-from bench.stages import train_settings
+from bench.stages import STAGE_THREADS, train_settings
 from bench.train import Supervised, training_loss
 
 ELTA_STEP = MethodOptions(tfa=True, flsa_weight=1.0)
@@ -68,6 +68,8 @@ def _per_step(run, steps: int, device: torch.device) -> float:
 def measure(device: str, tiny: bool = False, repeats: int = 3) -> dict:
     """Seconds per step of the harness and of the bare model, and their ratio."""
     dev = torch.device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(STAGE_THREADS)  # as every stage runs on the CPU
     profile = get_profile("smoke" if tiny else "paper")
     config = {"model_config": model_config("swinv2", profile.name)}
     settings = replace(train_settings(config, profile, 1, dev), lr=1e-5)
