@@ -119,8 +119,8 @@ from bench.train import (
     join,
     lr_schedule,
     make_optimizer,
+    optimizer_step,
     pseudo_batch_size,
-    training_loss,
 )
 
 # ----------------------------------------------------------------------------- the model
@@ -543,21 +543,12 @@ class MetaLearning:
             yield _to(support, settings.device), _to(query, settings.device)
 
     def _step(self, batch: Batch) -> torch.Tensor:
-        settings = self.settings
         x, targets, extras, n_u = batch.x, batch.targets, batch.extras, 0
         if self.pseudo is not None:
             n_u = pseudo_batch_size(self.train, self.pseudo_split, len(batch.x))
             pseudo = _slice(next(self.pseudo), n_u)
             (x, targets, extras), n_u = join(batch, pseudo), len(pseudo.x)
-        with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
-            loss = training_loss(
-                self.model, x, targets, n_u, self.opts, self.step_generator, extras,
-                self.dir_terms,
-            )  # fmt: skip
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
+        return optimizer_step(self, x, targets, n_u, extras)
 
     def epoch(self, epoch: int) -> torch.Tensor:
         if self.dir_terms is not None:

@@ -25,9 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data.loading import batches
 from bench.data.types import Split
-from bench.train import TrainSettings, cpu_state, training_batches
+from bench.train import TrainSettings, cpu_state, evaluation_batches, training_batches
 
 
 def _group_labels(split: Split, n_classes: int, name: str) -> torch.Tensor:
@@ -47,15 +46,7 @@ def accuracy(network: nn.Module, split: Split, labels: torch.Tensor, settings: T
     """Top-1 accuracy of a classifier on a split."""
     network.eval()
     correct = torch.zeros((), device=settings.device)
-    for x, _, index, _ in batches(
-        split,
-        settings.batch_size * 2,
-        train=False,
-        img_size=settings.img_size,
-        device=settings.device,
-        generator=torch.Generator(),
-        num_workers=settings.num_workers,
-    ):
+    for x, _, index, _ in evaluation_batches(split, settings):
         predicted = network(x).argmax(-1)
         correct += (predicted == labels[index].to(settings.device)).sum()
     return correct.item() / len(split)

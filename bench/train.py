@@ -177,12 +177,9 @@ def training_loss(
     return loss
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, split: Split, settings: TrainSettings) -> np.ndarray:
-    """(N, 10) logits for every sample of a split, in order."""
-    model.eval()
-    out = []
-    for x, _, _, extras in batches(
+def evaluation_batches(split: Split, settings: TrainSettings) -> Iterator[Batch]:
+    """Every sample of a split once, in order, unaugmented (twice the training batch)."""
+    return batches(
         split,
         settings.batch_size * 2,
         train=False,
@@ -192,7 +189,15 @@ def predict_logits(model: nn.Module, split: Split, settings: TrainSettings) -> n
         num_workers=settings.num_workers,
         needs=settings.needs,
         max_side=settings.max_side,
-    ):
+    )
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, split: Split, settings: TrainSettings) -> np.ndarray:
+    """(N, 10) logits for every sample of a split, in order."""
+    model.eval()
+    out = []
+    for x, _, _, extras in evaluation_batches(split, settings):
         with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
             out.append(model(x, **extras).float())
     return torch.cat(out).cpu().numpy()
@@ -236,6 +241,24 @@ def join(labelled: Batch, pseudo: Batch) -> tuple[torch.Tensor, torch.Tensor, di
     """A step's rows: the labelled batch, then the pseudo-labelled one (eq. 10)."""
     extras = {k: torch.cat([v, pseudo.extras[k]]) for k, v in labelled.extras.items()}
     return torch.cat([labelled.x, pseudo.x]), torch.cat([labelled.targets, pseudo.targets]), extras
+
+
+def optimizer_step(
+    trainer, x: torch.Tensor, targets: torch.Tensor, n_pseudo: int, extras: dict
+) -> torch.Tensor:
+    """One step of a procedure (`trainer`: its model, opts, settings, optimizer, step_generator
+    and dir_terms): the loss of eq. 10 under autocast, backward, the optimizer's step; the
+    loss, detached."""
+    settings = trainer.settings
+    with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
+        loss = training_loss(
+            trainer.model, x, targets, n_pseudo, trainer.opts, trainer.step_generator, extras,
+            trainer.dir_terms,
+        )  # fmt: skip
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    trainer.optimizer.step()
+    return loss.detach()
 
 
 class Procedure(Protocol):
@@ -283,15 +306,7 @@ class Supervised:
             if self.pseudo is not None:
                 pseudo = next(self.pseudo)
                 (x, targets, extras), n_u = join(batch, pseudo), len(pseudo.x)
-            with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
-                loss = training_loss(
-                    self.model, x, targets, n_u, self.opts, self.step_generator, extras,
-                    self.dir_terms,
-                )  # fmt: skip
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.detach()
+            total += optimizer_step(self, x, targets, n_u, extras)
             steps += 1
         if self.schedule is not None:
             self.schedule.step()
