@@ -99,3 +99,12 @@ def test_annotation_files_count_by_content(tmp_path, suffix):
     annotation.write_text("a 2\n")
     os.utime(annotation, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size and time
     assert listing.state_key(tmp_path) != before
+
+
+def test_the_ava_scale_benchmark_loads_cold_then_warm(capsys):
+    from bench import listing_perf
+
+    listing_perf.main(["--rows", "300"])
+    out = capsys.readouterr().out
+    assert "cold (every header checked)" in out and "warm (the cached listing)" in out
+    assert "256 train / 14 val / 30 test images" in out  # 10 % test; val: 5 % of the rest
