@@ -119,6 +119,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--tau1-grid and --tau2-grid apply to --figure 5")
     if (args.methods or args.eval_only) and (args.table or args.figure):
         p.error("--methods and --eval-only go with --model alone (one run), not a table")
+    if args.table == "all" and args.model:
+        p.error("--table all has tables of every model: it takes no --model")
     if args.eval_only and args.methods:
         p.error("--eval-only evaluates trained weights: it takes no --methods")
     return args
@@ -222,7 +224,7 @@ def run_everything(args: argparse.Namespace) -> int:
     cells = []
     for key in ALL_TABLES:
         spec = get_table(key)
-        rows = [row.row(args.model) for row in spec.rows]
+        rows = [row.row() for row in spec.rows]
         cells += _plan_cells(args, rows, spec.paper_datasets)[3]
     cells += _plan_cells(args, _figure5_rows(args), ["AVA"])[3]
     serves = describe(cells)
@@ -267,6 +269,8 @@ def run_table(args: argparse.Namespace) -> int:
 
     if args.table:
         spec = get_table(args.table)
+        if args.model and len({row.model for row in spec.rows}) > 1:
+            raise UserError(f"--model: {spec.title}'s rows name their own models")
         rows = [row.row(args.model) for row in spec.rows]
     else:
         model_entry(args.model)  # UserError for an unknown name

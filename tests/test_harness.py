@@ -245,6 +245,8 @@ def run_all_spec(model: str, methods: list[str]):
         (["--model", "swinv2", "--methods", "tfa,mixup"], "unknown method(s) mixup"),
         (["--model", "swinv2", "--eval-only"], "--eval-only needs the trained model's file"),
         (["--table", "4", "--methods", "tfa"], "--methods and --eval-only go with --model"),
+        (["--table", "1", "--model", "nima"], "Table 1's rows name their own models"),
+        (["--table", "all", "--model", "nima"], "--table all has tables of every model"),
         (["--model", "swinv2", "--weights", "swinv2.=x"], "MODEL[.PART]=FILE"),
     ],
 )
