@@ -101,6 +101,19 @@ def test_annotation_files_count_by_content(tmp_path, suffix):
     assert listing.state_key(tmp_path) != before
 
 
+def test_an_image_folder_linked_from_elsewhere_counts(tmp_path):
+    elsewhere = tmp_path / "disk" / "images"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "1.jpg").write_bytes(b"x")
+    dataset = tmp_path / "AVA"
+    dataset.mkdir()
+    (dataset / "AVA.txt").write_text("1 1\n")
+    (dataset / "images").symlink_to(elsewhere, target_is_directory=True)
+    before = listing.state_key(dataset)
+    (elsewhere / "2.jpg").write_bytes(b"y")
+    assert listing.state_key(dataset) != before
+
+
 def test_the_ava_scale_benchmark_loads_cold_then_warm(capsys):
     from bench import listing_perf
 

@@ -48,7 +48,7 @@ def targets_of(split: Split) -> torch.Tensor:
 
 
 class _ImageFiles(Dataset):
-    def __init__(self, paths: list[Path], transform: transforms.Compose):
+    def __init__(self, paths: list[Path] | list[str], transform: transforms.Compose):
         self.paths, self.transform = paths, transform
 
     def __len__(self) -> int:

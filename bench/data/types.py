@@ -27,10 +27,11 @@ NUM_BINS = 10
 @dataclass
 class Split:
     """One split. `images` is either a uint8 array (N, H, W, 3) held in memory (the embedded
-    benchmark) or a list of N image file paths (real datasets). Unlabeled splits have NaN scores
+    benchmark) or a list of N image file paths, `Path` or `str` (real datasets; a cached listing
+    gives strings, bench/data/listing.py). Unlabeled splits have NaN scores
     and no distributions."""
 
-    images: np.ndarray | list[Path]
+    images: np.ndarray | list[Path] | list[str]
     scores: np.ndarray
     dists: np.ndarray | None
     ids: list[str]
