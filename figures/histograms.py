@@ -11,15 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only, no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from bench.data.synth import BIN_EDGES, FIGURE1_COUNTS  # noqa: E402
+from bench.data.synth import BIN_EDGES, FIGURE1_COUNTS
+from figures import files
 
 BIN_LABELS = [
     f"[{lo:g},{hi:g}{']' if k == len(BIN_EDGES) - 2 else ')'}"
@@ -57,7 +53,10 @@ def table(scores: dict[str, np.ndarray], paper_names: dict[str, str]) -> pd.Data
 def draw(counts: pd.DataFrame, out: Path, title: str) -> list[Path]:
     """One panel per dataset, our proportions beside the paper's, to `out`.png, .pdf and the
     table to `out`.csv. Returns the written paths."""
+    if files.up_to_date(out, counts, title):
+        return files.paths(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    plt = files.pyplot()
     datasets = list(dict.fromkeys(counts["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 3.2), squeeze=False)
     x = np.arange(len(BIN_LABELS))
@@ -74,9 +73,4 @@ def draw(counts: pd.DataFrame, out: Path, title: str) -> list[Path]:
     axes[0][0].set_ylabel("share of images")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    paths = [out.with_suffix(".png"), out.with_suffix(".pdf"), out.with_suffix(".csv")]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
-    plt.close(fig)
-    counts.to_csv(paths[2], index=False)
-    return paths
+    return files.save(fig, out, counts, title)

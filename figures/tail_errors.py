@@ -13,16 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only, no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from bench.data.synth import BIN_EDGES  # noqa: E402
-from figures.histograms import BIN_LABELS  # noqa: E402
+from bench.data.synth import BIN_EDGES
+from figures import files
+from figures.histograms import BIN_LABELS
 
 GROUPS = {"mae_l": "L", "mae_m": "M", "mae_h": "H"}
 
@@ -67,7 +63,13 @@ def draw(
     by_bin: pd.DataFrame, plug_in: pd.DataFrame, out: Path, title: str, dataset: str
 ) -> list[Path]:
     """Both panels to `out`.png and .pdf, their data to `out`.csv; returns the paths."""
+    data = pd.concat(
+        [by_bin.assign(panel="mae_by_bin"), plug_in.assign(panel="plug_in")], ignore_index=True
+    )
+    if files.up_to_date(out, data, title):
+        return files.paths(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    plt = files.pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8), width_ratios=(1, 1.3))
     x = np.arange(len(BIN_LABELS))
     if not by_bin.empty:
@@ -101,12 +103,4 @@ def draw(
     right.set_title("L / M / H MAE, each model plain and with ELTA (Table 3)", fontsize=9)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    paths = [out.with_suffix(".png"), out.with_suffix(".pdf"), out.with_suffix(".csv")]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
-    plt.close(fig)
-    data = pd.concat(
-        [by_bin.assign(panel="mae_by_bin"), plug_in.assign(panel="plug_in")], ignore_index=True
-    )
-    data.to_csv(paths[2], index=False)
-    return paths
+    return files.save(fig, out, data, title)

@@ -11,14 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # files only, no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+from figures import files
 
 PAPER_OPTIMUM = (0.2, 4.0)  # (tau1, tau2) where the paper's Figure 5 peaks
 
@@ -50,6 +45,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 def _outline(ax, tau1_values: list, tau2_values: list, cell: tuple, color: str, width: float):
     tau1, tau2 = cell
     if tau1 in tau1_values and tau2 in tau2_values:
+        from matplotlib.patches import Rectangle
+
         row, col = tau1_values.index(tau1), tau2_values.index(tau2)
         ax.add_patch(Rectangle((col, row), 1, 1, fill=False, edgecolor=color, linewidth=width))
 
@@ -57,7 +54,12 @@ def _outline(ax, tau1_values: list, tau2_values: list, cell: tuple, color: str, 
 def draw(grid: pd.DataFrame, out: Path, title: str) -> list[Path]:
     """Heatmap of `summarise`'s mean test SRCC (tau1 down, tau2 across) to `out`.png and .pdf,
     the grid itself to `out`.csv. Returns the written paths."""
+    if files.up_to_date(out, grid, title):
+        return files.paths(out)
+    import seaborn as sns
+
     out.parent.mkdir(parents=True, exist_ok=True)
+    plt = files.pyplot()
     heat = grid.pivot(index="tau1", columns="tau2", values="srcc_mean").sort_index()
     heat = heat.reindex(sorted(heat.columns), axis=1)
     spread = grid.pivot(index="tau1", columns="tau2", values="srcc_std").reindex_like(heat)
@@ -89,9 +91,4 @@ def draw(grid: pd.DataFrame, out: Path, title: str) -> list[Path]:
         fontsize=7,
     )
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    paths = [out.with_suffix(".png"), out.with_suffix(".pdf"), out.with_suffix(".csv")]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
-    plt.close(fig)
-    grid.to_csv(paths[2], index=False)
-    return paths
+    return files.save(fig, out, grid, title)
