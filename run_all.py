@@ -332,20 +332,24 @@ def run_figure(args: argparse.Namespace) -> int:
     return figures[args.figure](args)
 
 
-def _figure_datasets(args: argparse.Namespace, paper_datasets: list[str]) -> list[str]:
-    """--dataset, or the paper's datasets: real ones with --data-root, else embedded."""
+def _datasets(
+    args: argparse.Namespace, paper_datasets: list[str], datasets: list[str] | None = None
+) -> list[str]:
+    """`datasets`, else --dataset, else the paper's datasets (real ones with --data-root, else
+    embedded); every name checked."""
     from bench.data.registry import check_name
 
     if args.data_root is not None and not args.data_root.is_dir():
         raise UserError(f"{args.data_root}: data root not found")
-    names = (
-        [args.dataset]
-        if args.dataset
-        else [d.lower() if args.data_root else f"synth-{d.lower()}" for d in paper_datasets]
-    )
-    for name in names:
+    if datasets is None:
+        datasets = (
+            [args.dataset]
+            if args.dataset
+            else [d.lower() if args.data_root else f"synth-{d.lower()}" for d in paper_datasets]
+        )
+    for name in datasets:
         check_name(name)
-    return names
+    return datasets
 
 
 def figure_histograms(args: argparse.Namespace) -> int:
@@ -358,7 +362,7 @@ def figure_histograms(args: argparse.Namespace) -> int:
     from tables.specs import FOUR_DATASETS
 
     profile = get_profile(args.profile)
-    names = _figure_datasets(args, FOUR_DATASETS)
+    names = _datasets(args, FOUR_DATASETS)
     root = args.data_root.resolve() if args.data_root else None
     scores = {}
     for name in names:
@@ -477,7 +481,6 @@ def _plan_cells(
     (`bench.grid.Row`): (profile, datasets, weights, cells). The datasets are `datasets`,
     else --dataset, else the paper's (real with --data-root, embedded otherwise). The command
     line's method options apply under each row's own."""
-    from bench.data.registry import check_name
     from bench.grid import FLSA_WEIGHT_DEFAULT, RANKSIM_GAMMA_DEFAULT, plan_grid
     from bench.methods import MethodOptions
     from bench.profiles import get_profile
@@ -488,18 +491,9 @@ def _plan_cells(
     weights = _weights(args.weights)
     if args.eval_only and args.model not in weights:
         raise UserError(f"--eval-only needs the trained model's file: --weights {args.model}=FILE")
-    if args.data_root is not None and not args.data_root.is_dir():
-        raise UserError(f"{args.data_root}: data root not found")
+    datasets = _datasets(args, paper_datasets, datasets)
     if args.unlabeled is not None and not args.unlabeled.is_dir():
         raise UserError(f"{args.unlabeled}: --unlabeled folder not found")
-    if datasets is None:
-        datasets = (
-            [args.dataset]
-            if args.dataset
-            else [d.lower() if args.data_root else f"synth-{d.lower()}" for d in paper_datasets]
-        )
-    for name in datasets:
-        check_name(name)
     common = {
         key: getattr(args, flag)
         for key, flag in COMMON_OPTIONS.items()
