@@ -308,7 +308,8 @@ def report(store: Store, profile: str, data_root: Path | None = None) -> str:
 def _line(claim: Claim, runs: pd.DataFrame, where: str) -> str:
     """One claim's table line on the runs of one table (or of one dataset of it)."""
     verdicts = check(claim, runs)
-    n = max(v.n for v in verdicts)
+    low, high = min(v.n for v in verdicts), max(v.n for v in verdicts)
+    seeds = f"{low}-{high} paired seeds" if low != high else f"{low} paired seed" + "s" * (low != 1)
     details = "; ".join(
         f"{LABELS[v.metric]} {v.difference:+.3f}"
         + (f" vs {v.against}" if v.against else "")
@@ -321,7 +322,7 @@ def _line(claim: Claim, runs: pd.DataFrame, where: str) -> str:
         if claim.reference == BEST
         else resolve(claim.table, claim.reference, runs[runs["status"] == "ok"])
     )
-    compared = f"{where}{claim.row} vs {reference}, {n} paired seed{'s' if n != 1 else ''}"
+    compared = f"{where}{claim.row} vs {reference}, {seeds}"
     return f"| {claim.text} | {compared} | {details} | {_summary(verdicts)} |"
 
 

@@ -117,3 +117,21 @@ def test_the_report_reads_every_stored_seed_and_judges_table2_per_dataset(monkey
     assert all(line.endswith("| holds |") for line in lines if "synth-ava:" in line)
     assert all(line.endswith("| does not hold |") for line in lines if "synth-para:" in line)
     assert "3 paired seeds" in lines[0]
+
+
+def test_a_best_claim_over_rows_with_different_seed_counts_says_the_range(monkeypatch):
+    records = [
+        {"row": row, "seed": seed, "status": "ok", "plcc": value, "srcc": value,
+         "mae_l": 1 - value, "mae_m": 1 - value, "mae_h": 1 - value}
+        for row, values in (("elta", [0.8, 0.81, 0.82, 0.8, 0.81]), ("nima", [0.7, 0.71, 0.7]))
+        for seed, value in enumerate(values)
+    ]  # fmt: skip
+    claim = next(c for c in CLAIMS if c.reference == claims.BEST and "L and H" in c.text)
+    line = claims._line(claim, pd.DataFrame(records), "synth-aadb: ")
+    assert "every other row, 3 paired seeds" in line  # elta has 5 seeds, nima only 3
+    # base ties with elta on L (5 seeds) and is far worse on H, where nima (3 seeds) is closest
+    records += [
+        {**r, "row": "base", "mae_h": r["mae_h"] + 0.5} for r in records if r["row"] == "elta"
+    ]
+    line = claims._line(claim, pd.DataFrame(records), "synth-aadb: ")
+    assert "every other row, 3-5 paired seeds" in line
