@@ -1,4 +1,4 @@
-"""Reproduce the ELTA paper's tables and Figure 5: `python run_all.py --table 4`.
+"""Reproduce the ELTA paper's Tables 1-5 and Figures 1 and 5: `python run_all.py --table 4`.
 
 Without --data-root the embedded long-tailed benchmark stands in for the paper's datasets
 (synth-ava for AVA, ...); with it, the real datasets are read in their official formats.
@@ -6,7 +6,7 @@ Every stage is cached under results/runs/; a rerun reuses them, --force recomput
 
 One model, one run:   python run_all.py --model nima [--methods tfa,flsa,apds]
 A table on a model:   python run_all.py --table 4 --model tanet
-A released model:     python run_all.py --model tanet --weights tanet=SRCC_758_LCC_765.pth \
+A released model:     python run_all.py --model tanet --weights tanet=SRCC_758_LCC_765.pth \\
                           --eval-only --profile paper --dataset ava --data-root /data/iaa
 """
 
