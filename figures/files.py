@@ -2,8 +2,9 @@
 
 Drawing is the slow part of re-rendering (importing matplotlib and seaborn, laying out and
 saving two files: seconds per figure), and a figure is a pure function of its data and title.
-So `save` records a hash of both beside the files (`.<name>.key`), and `up_to_date` tells a
-caller that the files on disk were drawn from the same data and title, so that a warm
+So `save` records a hash of both, and of the figure code itself (this package's sources: a
+changed drawing code draws again), beside the files (`.<name>.key`), and `up_to_date` tells a
+caller that the files on disk were drawn from the same data, title and code, so that a warm
 `--table all` re-renders every figure without drawing one. matplotlib is imported by `pyplot`,
 only when a figure is drawn.
 """
@@ -11,6 +12,7 @@ only when a figure is drawn.
 from __future__ import annotations
 
 import hashlib
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +22,16 @@ def paths(out: Path) -> list[Path]:
     return [out.with_suffix(".png"), out.with_suffix(".pdf"), out.with_suffix(".csv")]
 
 
+@cache
+def code_key() -> str:
+    """A hash of the figure code: every module of this package."""
+    sources = sorted(Path(__file__).parent.glob("*.py"))
+    return hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
+
+
 def _key(data: pd.DataFrame, title: str) -> str:
-    return hashlib.sha256(f"{title}\0{data.to_csv(index=False)}".encode()).hexdigest()
+    text = f"{code_key()}\0{title}\0{data.to_csv(index=False)}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _stamp(out: Path) -> Path:
