@@ -25,6 +25,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from bench.data.types import Split
 from bench.methods import MethodOptions
 from bench.profiles import get_profile
 from bench.stages import STAGE_THREADS, train_settings
-from bench.train import Supervised, training_loss
+from bench.train import Supervised, optimizer_step
 
 ELTA_STEP = MethodOptions(tfa=True, flsa_weight=1.0)
 
@@ -92,13 +93,14 @@ def measure(device: str, tiny: bool = False, repeats: int = 3) -> dict:
     x = x.to(dev)
     targets = torch.softmax(torch.randn(settings.batch_size, 10, generator=g), -1).to(dev)
 
+    plain = SimpleNamespace(  # the harness's own optimizer step, without ELTA or DIR terms
+        model=bare, opts=MethodOptions(), settings=settings, optimizer=optimizer,
+        step_generator=torch.Generator(), dir_terms=None,
+    )  # fmt: skip
+
     def bare_steps() -> None:
         for _ in range(steps):
-            with torch.autocast(dev.type, torch.bfloat16, enabled=settings.amp):
-                loss = training_loss(bare, x, targets, 0, MethodOptions(), torch.Generator())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            optimizer_step(plain, x, targets, 0, {})
 
     bare_steps()  # warm-up
     bare_s = [_per_step(bare_steps, steps, dev) for _ in range(repeats)]
