@@ -25,7 +25,7 @@ figure5: $(VENV)/.installed
 	$(BIN)/python run_all.py --figure 5
 
 perf: $(VENV)/.installed
-	$(BIN)/python -m bench.perf
+	$(BIN)/python -m bench.dev.perf
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

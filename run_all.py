@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench.errors import UserError
+from iaa_common import UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -156,42 +156,21 @@ def print_list() -> None:
         print(f"  {name:10s} {profile.description}")
 
 
-def _weights(pairs: list[str]) -> dict[str, dict[str, str]]:
-    """--weights MODEL[.PART]=FILE -> {model: {part: absolute path}}; part "auto" without one."""
-    from baselines import list_models
-
-    out: dict[str, dict[str, str]] = {}
-    for pair in pairs:
-        target, sep, path = pair.partition("=")
-        model, dot, part = target.partition(".")
-        if not sep or not path or not model or (dot and not part):
-            raise UserError(f"--weights takes MODEL[.PART]=FILE, got '{pair}'")
-        if model not in list_models():
-            raise UserError(
-                f"--weights: unknown model '{model}'; valid: {', '.join(list_models())}"
-            )
-        if not Path(path).is_file():
-            raise UserError(f"{path}: weights file not found")
-        out.setdefault(model, {})[part or "auto"] = str(Path(path).resolve())
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
-    from bench.reproducible import pin_cpu_kernels
+    from bench.run.reproducible import pin_cpu_kernels
 
     pin_cpu_kernels()  # before torch loads: the same kernels on every x86-64 machine
     args = parse_args(argv)
     try:
-        if args.results.exists() and not args.results.is_dir():
-            raise UserError(f"{args.results}: --results is not a folder")
         if args.list:
             print_list()
             return 0
+        request, how = settings(args)
         if args.figure:
-            return run_figure(args)
+            return run_figure(args, request, how)
         if args.table == "all":
-            return run_everything(args)
-        return run_table(args)
+            return run_everything(args, request, how)
+        return run_table(args, request, how)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -200,385 +179,100 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-ALL_TABLES = ("1", "2", "3", "4", "5", "sampling")
-ALL_FIGURES = ("1", "5", "tail")
+def settings(args: argparse.Namespace):
+    """The command line as a `Request` (what every grid runs) and an `Execution` (how)."""
+    from bench.run.grid import DataSource, GridOptions, Request, parse_weights
+    from bench.run.pipeline import Execution
+
+    how = Execution(
+        results=args.results, device=args.device, jobs=args.jobs, backend=args.backend,
+        force=args.force, cached_only=args.cached_only, dry_run=args.dry_run,
+    )  # fmt: skip
+    options = GridOptions(
+        common={key: getattr(args, flag) for key, flag in COMMON_OPTIONS.items()
+                if getattr(args, flag) is not None},
+        **{key: getattr(args, flag) for key, flag in (("flsa_weight", "flsa_weight"),
+           ("ranksim_weight", "ranksim_gamma")) if getattr(args, flag) is not None},
+    )  # fmt: skip
+    options.check()
+    weights = parse_weights(args.weights)
+    if args.eval_only and args.model not in weights:
+        raise UserError(f"--eval-only needs the trained model's file: --weights {args.model}=FILE")
+    request = Request(
+        profile=args.profile, seeds=args.seeds, dataset=args.dataset,
+        options=options, data=DataSource(args.data_root, args.unlabeled),
+        weights=weights, eval_only=args.eval_only,
+    )  # fmt: skip
+    return request, how
 
 
-def run_everything(args: argparse.Namespace) -> int:
-    """--table all: every table and figure from one plan (shared stages computed once, the
-    cheap and widely shared ones first), then each rendered from the store, and
-    results/report.md gathering them."""
-    import contextlib
-    import io
+def _show(made, how, heading: str = "") -> int:
+    """Print what a table or figure made (a dry run: its stages); its exit code."""
+    from bench.run.pipeline import Outcome
 
-    from bench.data.registry import load_dataset
-    from bench.estimate import StageCosts
-    from bench.grid import describe
-    from bench.plan import Context
-    from bench.runner import check_settings, default_jobs, execute, plan
-    from bench.store import Store
-    from tables.report import write_report
-    from tables.specs import get_table
-
-    store = Store(args.results)
-    cells = []
-    for key in ALL_TABLES:
-        spec = get_table(key)
-        rows = [row.row() for row in spec.rows]
-        cells += _plan_cells(args, rows, spec.paper_datasets)[3]
-    cells += _plan_cells(args, _figure5_rows(args), ["AVA"])[3]
-    serves = describe(cells)
-    # The most widely shared chains first, and among equally shared ones the cheapest.
-    cost = StageCosts(store)
-    chains = sorted(
-        (cell.chain for cell in cells),
-        key=lambda chain: (-len(serves[chain[0].id]), sum(map(cost, chain))),
-    )
-    the_plan = plan(chains, store, args.force)
-    if args.dry_run:
-        print_plan(the_plan, serves, store, args.jobs)
+    if isinstance(made, Outcome):
+        print(made.describe(how.jobs or os.cpu_count() or 1))  # one stage per core on a CPU
         return 0
-    if len(the_plan.cached) < len(the_plan.stages) and not args.cached_only:
-        check_settings(args.device, args.backend)
-        ctx = Context(results=args.results, device=args.device)
-        profile = _plan_cells(args, [], ["AVA"])[0]
-        datasets = {cell.dataset for cell in cells}
-        root = args.data_root.resolve() if args.data_root else None
-        for dataset in sorted(datasets):  # fail early on bad data; generates the benchmark
-            load_dataset(dataset, profile, root, ctx.cache_dir, args.unlabeled)
-        execute(the_plan, ctx, args.jobs or default_jobs(args.device), args.backend)
-
-    code = 0
-    for kind, key in [*(("table", k) for k in ALL_TABLES), *(("figure", k) for k in ALL_FIGURES)]:
-        one = argparse.Namespace(**{**vars(args), "table": None, "figure": None, kind: key})
-        one.cached_only = True  # everything ran above
-        with contextlib.redirect_stdout(io.StringIO()) as printed:
-            code = max(code, run_figure(one) if kind == "figure" else run_table(one))
-        written = [line for line in printed.getvalue().splitlines() if line.startswith("written")]
-        print(f"{kind} {key}: {'; '.join(written)}")
-    print(f"written: {write_report(args.results)}")
-    return code
+    written = ", ".join(str(path) for path in made.paths)
+    print(f"{heading}written: {written}" if heading else f"{made.text}\nwritten: {written}")
+    return int(made.failed)
 
 
-def run_table(args: argparse.Namespace) -> int:
+def run_table(args: argparse.Namespace, request, how) -> int:
     """A table of the paper, or (--model alone) a one-row table of a single run."""
     from baselines import model_entry
-    from bench.data.registry import paper_dataset
-    from tables.make import caption, write_blocks, write_table
+    from tables.make import make_table
     from tables.specs import get_table, single_run
 
     if args.table:
         spec = get_table(args.table)
         if args.model and len({row.model for row in spec.rows}) > 1:
             raise UserError(f"--model: {spec.title}'s rows name their own models")
-        rows = [row.row(args.model) for row in spec.rows]
-    else:
-        model_entry(args.model)  # UserError for an unknown name
-        methods = [m.strip() for m in (args.methods or "").split(",") if m.strip()]
-        spec = single_run(args.model, methods)
-        rows = [row.row() for row in spec.rows]
-    done = _run_rows(args, rows, spec.paper_datasets)
-    if done is None:
-        return 0
-    profile, per_dataset = done
-    tables = args.results / "tables"
-    if spec.layout == "blocks":
-        datasets = list(per_dataset)
-        paper_names = [paper_dataset(dataset) for dataset in datasets]
-        codes = sorted({c for r in per_dataset.values() for c in r["code"].dropna()})
-        data = [f for r in per_dataset.values() for f in dict.fromkeys(r["data"].dropna())]
-        text = caption(spec, datasets, paper_names, profile.name, args.seeds, codes, data)
-        print(write_blocks(spec, per_dataset, paper_names, text, tables / spec.stem))
-        print(f"written: {tables / spec.stem}.md, .tex, .csv (per seed)")
-        return _exit_code(per_dataset)
-    for dataset, results in per_dataset.items():
-        paper_name = paper_dataset(dataset)
-        codes = sorted(results["code"].dropna().unique())
-        data = list(dict.fromkeys(results["data"].dropna()))
-        text = caption(spec, [dataset], [paper_name], profile.name, args.seeds, codes, data)
-        out = tables / _stem(spec.stem, dataset, per_dataset)
-        print(write_table(spec, results, paper_name, text, out))
-        print(f"written: {out}.md, {out}.tex, {out}.csv (per seed)")
-    return _exit_code(per_dataset)
+        return _show(make_table(spec, request, how, args.model), how)
+    model_entry(args.model)  # UserError for an unknown name
+    methods = [m.strip() for m in (args.methods or "").split(",") if m.strip()]
+    return _show(make_table(single_run(args.model, methods), request, how), how)
 
 
-def _stem(base: str, dataset: str, per_dataset: dict) -> str:
-    """An output's file stem: `base`, suffixed with the dataset when there are several."""
-    return base if len(per_dataset) == 1 else f"{base}-{dataset}"
-
-
-def _exit_code(per_dataset: dict) -> int:
-    """1 if any run failed (its cell shows it), else 0 (cells not run, --cached-only, are not
-    failures)."""
-    return int(any((results["status"] == "failed").any() for results in per_dataset.values()))
-
-
-def _grid(text: str | None, default: tuple[float, ...], flag: str) -> list[float]:
-    if text is None:
-        return list(default)
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"{flag} takes comma-separated numbers, got '{text}'") from None
-    if not values or min(values) <= 0:
-        raise UserError(f"{flag} needs one or more values > 0, got '{text}'")
-    return sorted(set(values))
-
-
-def run_figure(args: argparse.Namespace) -> int:
-    figures = {"1": figure_histograms, "5": figure_tau, "tail": figure_tail}
-    if args.figure not in figures:
-        raise UserError(f"unknown figure '{args.figure}'; valid figures: {', '.join(figures)}")
-    return figures[args.figure](args)
-
-
-def _datasets(
-    args: argparse.Namespace, paper_datasets: list[str], datasets: list[str] | None = None
-) -> list[str]:
-    """`datasets`, else --dataset, else the paper's datasets (real ones with --data-root, else
-    embedded); every name checked."""
-    from bench.data.registry import check_name
-
-    if args.data_root is not None and not args.data_root.is_dir():
-        raise UserError(f"{args.data_root}: data root not found")
-    if datasets is None:
-        datasets = (
-            [args.dataset]
-            if args.dataset
-            else [d.lower() if args.data_root else f"synth-{d.lower()}" for d in paper_datasets]
-        )
-    for name in datasets:
-        check_name(name)
-    return datasets
-
-
-def figure_histograms(args: argparse.Namespace) -> int:
-    """Figure 1: score histograms of the datasets beside the paper's Figure 1 counts."""
-    import numpy as np
-
-    from bench.data.registry import load_dataset, paper_dataset
-    from bench.profiles import get_profile
-    from figures.histograms import draw, table
-    from tables.specs import FOUR_DATASETS
-
-    profile = get_profile(args.profile)
-    names = _datasets(args, FOUR_DATASETS)
-    root = args.data_root.resolve() if args.data_root else None
-    scores = {}
-    for name in names:
-        data = load_dataset(name, profile, root, args.results / "cache")
-        scores[name] = np.concatenate([data.train.scores, data.val.scores, data.test.scores])
-    counts = table(scores, {name: paper_dataset(name) for name in names})
-    title = (
-        "Figure 1: share of images per score bin, ours beside the paper's Figure 1 "
-        f"(profile {profile.name}; train, validation and test together)"
-    )
-    paths = draw(counts, args.results / "figures" / "fig1_histograms", title)
-    shown = counts.pivot(index="bin", columns="dataset", values="proportion")
-    print(shown.reindex(list(dict.fromkeys(counts["bin"]))).to_string(float_format="{:.3f}".format))
-    print("written:", ", ".join(str(p) for p in paths))
-    return 0
-
-
-def figure_tail(args: argparse.Namespace) -> int:
-    """What the long tail does to each model, from stored results only: MAE per score bin of
-    Table 1's models on one dataset; L/M/H of Table 3's models with and without ELTA."""
-    import pandas as pd
-
-    from bench.store import Store
-    from figures.histograms import BIN_LABELS
-    from figures.tail_errors import draw, mae_by_bin, plug_in_groups
-    from tables.specs import IAA_MODELS, get_table
-
-    store = Store(args.results)
-    dataset = args.dataset or ("ava" if args.data_root else "synth-ava")
-    table1, table3 = get_table("1"), get_table("3")
-    plans = {}
-    for spec in (table1, table3):
-        rows = [row.row() for row in spec.rows]
-        profile, _, _, plans[spec.key] = _plan_cells(args, rows, ["AVA"], [dataset])
-    labels = {row.key: row.descriptors[0] for row in table1.rows}
-    predictions: dict[str, list[pd.DataFrame]] = {}
-    for cell in plans["1"]:
-        if store.is_ok(cell.chain[-1].id):
-            frame = pd.read_csv(store.path(cell.chain[-1].id) / "predictions.csv")
-            predictions.setdefault(labels[cell.row], []).append(frame)
-    variants = {model: "plain" for model, _ in IAA_MODELS}
-    variants |= {f"{model}+tfa+flsa+apds": "ELTA" for model, _ in IAA_MODELS}
-    wanted = [cell for cell in plans["3"] if cell.row in variants]
-    runs = [
-        {
-            "model": cell.row.partition("+")[0],
-            "variant": variants[cell.row],
-            **store.metrics(cell.chain[-1].id)["test"],
-        }
-        for cell in wanted
-        if store.is_ok(cell.chain[-1].id)
-    ]
-    by_bin = mae_by_bin(predictions)
-    plug_in = plug_in_groups(pd.DataFrame(runs)) if runs else pd.DataFrame()
-    n_table1 = sum(map(len, predictions.values()))
-    stored = (
-        f"{n_table1} of {len(plans['1'])} Table 1 runs and {len(runs)} of {len(wanted)} "
-        "Table 3 runs stored"
-    )
-    title = f"The long tail on {dataset}: profile {profile.name}, {args.seeds} seed(s); {stored}"
-    paths = draw(by_bin, plug_in, args.results / "figures" / "fig_tail", title, dataset)
-    if not by_bin.empty:
-        wide = by_bin.pivot(index="model", columns="bin", values="mae")
-        wide = wide.reindex(columns=[label for label in BIN_LABELS if label in wide])
-        print(wide.to_string(float_format="{:.3f}".format))
-    print(f"{stored}; written:", ", ".join(str(p) for p in paths))
-    return 0
-
-
-def _figure5_rows(args: argparse.Namespace) -> list:
-    """Figure 5's grid: a TFA row per (tau1, tau2)."""
-    from bench.grid import Row
+def run_figure(args: argparse.Namespace, request, how) -> int:
+    from figures.make import TauGrid, make_figure, parse_grid
     from tables.specs import TAU1_GRID, TAU2_GRID
 
-    tau1s = _grid(args.tau1_grid, TAU1_GRID, "--tau1-grid")
-    tau2s = _grid(args.tau2_grid, TAU2_GRID, "--tau2-grid")
-    model = args.model or "swinv2"
-    return [
-        Row(f"tau1={t1:g},tau2={t2:g}", model, {"tfa": True, "tau1": t1, "tau2": t2})
-        for t1 in tau1s
-        for t2 in tau2s
-    ]
-
-
-def figure_tau(args: argparse.Namespace) -> int:
-    """Figure 5: test SRCC of TFA over a tau1 x tau2 grid."""
-    from figures.tau_heatmap import draw, summarise
-
-    rows = _figure5_rows(args)
-    cells = {row.key: (row.options["tau1"], row.options["tau2"]) for row in rows}
-    done = _run_rows(args, rows, ["AVA"])
-    if done is None:
-        return 0
-    profile, per_dataset = done
-    for dataset, results in per_dataset.items():
-        results[["tau1", "tau2"]] = [cells[row] for row in results["row"]]
-        grid = summarise(results)
-        codes = ", ".join(sorted(results["code"].dropna().unique()))
-        data = ", ".join(dict.fromkeys(results["data"].dropna()))
-        title = (
-            f"Figure 5: test SRCC of TFA on {dataset} (mean ± std over seeds)\nprofile "
-            f"{profile.name}, {args.seeds} seed{'s' if args.seeds > 1 else ''}, code {codes}, "
-            f"data {data}"
-        )
-        stem = _stem("fig5_tau", dataset, per_dataset)
-        paths = draw(grid, args.results / "figures" / stem, title)
-        print(grid.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        print("written:", ", ".join(str(p) for p in paths))
-    return _exit_code(per_dataset)
-
-
-def _plan_cells(
-    args: argparse.Namespace, rows: list, paper_datasets: list[str], datasets=None
-) -> tuple:
-    """Validate the command line and plan every (dataset, row, seed) of the rows
-    (`bench.grid.Row`): (profile, datasets, weights, cells). The datasets are `datasets`,
-    else --dataset, else the paper's (real with --data-root, embedded otherwise). The command
-    line's method options apply under each row's own."""
-    from bench.grid import FLSA_WEIGHT_DEFAULT, RANKSIM_GAMMA_DEFAULT, plan_grid
-    from bench.methods import MethodOptions
-    from bench.profiles import get_profile
-
-    if args.jobs is not None and args.jobs < 1:
-        raise UserError(f"--jobs must be >= 1 (got {args.jobs})")
-    profile = get_profile(args.profile)
-    weights = _weights(args.weights)
-    if args.eval_only and args.model not in weights:
-        raise UserError(f"--eval-only needs the trained model's file: --weights {args.model}=FILE")
-    datasets = _datasets(args, paper_datasets, datasets)
-    if args.unlabeled is not None and not args.unlabeled.is_dir():
-        raise UserError(f"{args.unlabeled}: --unlabeled folder not found")
-    common = {
-        key: getattr(args, flag)
-        for key, flag in COMMON_OPTIONS.items()
-        if getattr(args, flag) is not None
-    }
-    flsa_weight = FLSA_WEIGHT_DEFAULT if args.flsa_weight is None else args.flsa_weight
-    ranksim = RANKSIM_GAMMA_DEFAULT if args.ranksim_gamma is None else args.ranksim_gamma
-    # Validate every setting before anything runs, each module on.
-    MethodOptions(**common, flsa_weight=flsa_weight, lds=True, fds=True, ranksim_weight=ranksim)
-    cells = plan_grid(
-        datasets,
-        rows,
-        args.seeds,
-        profile.name,
-        common,
-        flsa_weight,
-        ranksim,
-        args.data_root,
-        weights,
-        args.eval_only,
-        args.unlabeled,
+    taus = TauGrid(
+        parse_grid(args.tau1_grid, TAU1_GRID, "--tau1-grid"),
+        parse_grid(args.tau2_grid, TAU2_GRID, "--tau2-grid"),
+        args.model or "swinv2",
     )
-    return profile, datasets, weights, cells
+    return _show(make_figure(args.figure, request, how, taus), how)
 
 
-def _run_rows(args: argparse.Namespace, rows: list, paper_datasets: list[str]) -> tuple | None:
-    """Plan the rows' runs (`_plan_cells`), run what the store lacks (nothing with
-    --cached-only), and return the profile and, per dataset, one record per (row, seed) of its
-    final stage (`tables.make.collect`); None after a dry run."""
-    from baselines import create_model
-    from bench.data.registry import load_dataset
-    from bench.grid import describe
-    from bench.plan import Context
-    from bench.runner import check_settings, default_jobs, execute, plan
-    from bench.store import Store
-    from tables.make import collect
+def run_everything(args: argparse.Namespace, request, how) -> int:
+    """--table all: every table and figure from one run of all their grids (shared stages
+    computed once, the widely shared and cheap ones first), then each rendered from the store,
+    and results/report.md gathering them."""
+    from dataclasses import replace
 
-    profile, datasets, weights, cells = _plan_cells(args, rows, paper_datasets)
-    store = Store(args.results)
-    the_plan = plan([cell.chain for cell in cells], store, args.force)
-    if args.dry_run:
-        print_plan(the_plan, describe(cells), store, args.jobs)
-        return None
+    from bench.run.pipeline import run
+    from figures.make import FIGURES, TauGrid, make_figure
+    from tables.make import make_table
+    from tables.report import write_report
+    from tables.specs import TABLES
 
-    if len(the_plan.cached) < len(the_plan.stages) and not args.cached_only:
-        if profile.name == "paper" and not args.eval_only:
-            for model in sorted({row.model for row in rows} - set(weights)):
-                print(
-                    f"warning: profile paper without --weights {model}=FILE trains {model} "
-                    "from random initialisation (the paper starts from ImageNet weights)",
-                    file=sys.stderr,
-                )
-        check_settings(args.device, args.backend)
-        jobs = args.jobs or default_jobs(args.device)
-        ctx = Context(results=args.results, device=args.device)
-        for dataset in datasets:  # fail early on bad data; generates the embedded benchmark
-            root = args.data_root.resolve() if args.data_root else None
-            load_dataset(dataset, profile, root, ctx.cache_dir, args.unlabeled)
-        for model, parts in weights.items():  # fail early on bad weight files
-            if any(row.model == model for row in rows):
-                create_model(model, profile.name, parts)
-        execute(the_plan, ctx, jobs, args.backend)
-    per_dataset = {
-        dataset: collect(
-            [(cell.row, cell.seed, cell.chain[-1]) for cell in cells if cell.dataset == dataset],
-            store,
-        )
-        for dataset in datasets
-    }
-    return profile, per_dataset
-
-
-def print_plan(the_plan, serves: dict[str, list[str]], store, jobs: int | None) -> None:
-    """Each stage, cached or to run, with the runs it serves; the count; the time to run."""
-    from bench.estimate import estimate
-
-    for stage in the_plan.stages:
-        state = "cached" if stage.id in the_plan.cached else "to run"
-        print(f"{stage.id}  {stage.kind:9s}  {state:6s}  {', '.join(serves[stage.id])}")
-    n_all, n_cached = len(the_plan.stages), len(the_plan.cached)
-    print(f"{n_all} stages: {n_cached} cached, {n_all - n_cached} to run")
-    todo = [stage for stage in the_plan.stages if stage.id not in the_plan.cached]
-    if todo:
-        jobs = jobs or os.cpu_count() or 1  # the default on a CPU: one stage per core
-        print(estimate(todo, store, jobs).describe(jobs))
+    grids = [
+        request.grid([row.row() for row in spec.rows], spec.paper_datasets)
+        for spec in TABLES.values()
+    ]
+    outcome = run([*grids, request.grid(TauGrid().rows(), ["AVA"])], how)
+    if how.dry_run:
+        return _show(outcome, how)
+    stored = replace(how, cached_only=True)  # everything ran above
+    code = 0
+    for key, spec in TABLES.items():
+        code = max(code, _show(make_table(spec, request, stored), how, f"table {key}: "))
+    for key in FIGURES:
+        code = max(code, _show(make_figure(key, request, stored), how, f"figure {key}: "))
+    print(f"written: {write_report(args.results)}")
+    return code
 
 
 if __name__ == "__main__":

@@ -87,8 +87,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 from torch import nn
 
-from bench.data.types import NUM_BINS
-from bench.errors import UserError
+from iaa_common import NUM_BINS, UserError
 
 GATE_DAMP = 0.25  # EAT's factor for offsets that do not point away from the centre
 LOG_FLOOR = 1e-6  # released EAT head: raw outputs are read as probabilities, floored here

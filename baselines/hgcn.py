@@ -111,8 +111,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data.types import NUM_BINS
-from bench.errors import UserError
+from iaa_common import NUM_BINS, UserError
 
 # --------------------------------------------------------------------------------------------
 # Adjacencies

@@ -39,11 +39,7 @@ import torch
 from torch import nn
 
 from baselines.timm_weights import load_backbone
-from bench.data.types import NUM_BINS
-from bench.errors import UserError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from iaa_common import IMAGENET_MEAN, IMAGENET_STD, NUM_BINS, UserError
 
 
 class MaxViTIAA(nn.Module):

@@ -83,9 +83,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data.loading import MEAN, STD
-from bench.data.types import NUM_BINS
-from bench.errors import UserError
+from iaa_common import IMAGENET_MEAN, IMAGENET_STD, NUM_BINS, UserError
 
 GAUSS_RADIUS = 1.5  # tf GaussianKernelFunc: radius 1.5, sigma = radius / 3
 GAUSS_SIGMA = 0.5
@@ -340,8 +338,12 @@ class MUSIQ(nn.Module):
             attention_dropout,
         )
         self.head = nn.Linear(hidden_size, NUM_BINS)
-        self.register_buffer("pixel_mean", MEAN.reshape(1, 3, 1, 1).clone(), persistent=False)
-        self.register_buffer("pixel_std", STD.reshape(1, 3, 1, 1).clone(), persistent=False)
+        self.register_buffer(
+            "pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False
+        )
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -94,11 +94,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data.types import NUM_BINS
-from bench.errors import UserError
+from iaa_common import IMAGENET_MEAN, IMAGENET_STD, NUM_BINS, UserError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_BGR_MEAN = (104.0, 117.0, 128.0)  # the Cadene port's `mean`, in BGR order, on 0-255
 
 

@@ -11,11 +11,11 @@ planning a table and rendering it never load torch. Every model has the same sur
 A profile's config is the model's structure (passed to the module's `build`) plus three keys
 the harness reads itself:
 
-    recipe     the training recipe (bench.stages: optimizer, lr, batch, epochs, schedule);
+    recipe     the training recipe (bench.run.stages: optimizer, lr, batch, epochs, schedule);
                at the paper profile the official code's, elsewhere the profile's
     procedure  settings of the model's own training procedure (the model-level key
                `procedure` names it, "module:Class"; bench.train.Supervised otherwise)
-    pretrain   a part pre-trained by the harness before round 1 (bench.pretrain), e.g. TANet's
+    pretrain   a part pre-trained by the harness before round 1 (bench.train.pretrain), e.g. TANet's
                theme network on the embedded benchmark's scene categories
 
 Weights come from local files, one per named part (`--weights MODEL.PART=FILE`); the part
@@ -31,7 +31,7 @@ import tomllib
 from functools import cache
 from pathlib import Path
 
-from bench.errors import UserError
+from iaa_common import UserError
 
 REGISTRY_FILE = Path(__file__).with_name("models.toml")
 HARNESS_KEYS = ("recipe", "procedure", "pretrain")
@@ -86,6 +86,13 @@ def procedure_class(name: str):
         return None
     module, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module), attribute)
+
+
+def create_part(name: str, part: str, config: dict):
+    """A model's pre-trainable part, built alone from the model's structure (`config`, harness
+    keys ignored) by its module's `<part>_network`: e.g. TANet's theme network."""
+    structure = {k: v for k, v in config.items() if k not in HARNESS_KEYS}
+    return getattr(model_module(name), f"{part}_network")(**structure)
 
 
 def _as_parts(weights: dict[str, Path | str] | Path | str | None) -> dict[str, Path]:

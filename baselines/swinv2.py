@@ -20,8 +20,7 @@ import torch
 from torch import nn
 
 from baselines.timm_weights import load_backbone
-from bench.data.types import NUM_BINS
-from bench.errors import UserError
+from iaa_common import NUM_BINS, UserError
 
 
 class SwinV2IAA(nn.Module):

@@ -100,8 +100,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data.types import NUM_BINS
-from bench.errors import UserError
+from iaa_common import NUM_BINS, UserError
 
 # MobileNetV2 stages (expansion t, channels c, stride s); blocks per stage come from the config.
 MBV2_STAGES = ((1, 16, 1), (6, 24, 2), (6, 32, 2), (6, 64, 2), (6, 96, 1), (6, 160, 2), (6, 320, 1))

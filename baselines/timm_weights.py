@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.errors import UserError
+from iaa_common import UserError
 
 CONTAINERS = ("state_dict", "model", "params", "state_dict_ema")
 

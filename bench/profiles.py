@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.data.synth import Sizes
-from bench.errors import UserError
+from iaa_common import UserError
 
 
 @dataclass(frozen=True)
 class Profile:
+    """A profile's settings; a stage config holds them as `dataclasses.asdict` gives them."""
+
     name: str
     description: str
     batch_size: int
@@ -31,6 +33,15 @@ class Profile:
     apds_min_selected: int
     apds_betas: tuple[float, ...]
     apds_thresholds: tuple[float, ...]
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Profile:
+        """The profile a stage config holds (its JSON form: lists for tuples)."""
+        sizes = Sizes(**values["synth_sizes"])
+        betas, thresholds = tuple(values["apds_betas"]), tuple(values["apds_thresholds"])
+        return cls(
+            **{**values, "synth_sizes": sizes, "apds_betas": betas, "apds_thresholds": thresholds}
+        )
 
 
 # The official code's (commented) full grid is beta in {1.0, 1.1, 1.2, 1.25}, t in {0.70..0.90};

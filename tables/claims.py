@@ -25,10 +25,11 @@ import pandas as pd
 from scipy import stats
 
 from bench.data.registry import paper_dataset
-from bench.errors import UserError
-from bench.grid import plan_grid
-from bench.store import Store
-from tables.make import choose_on_val, collect
+from bench.run.grid import DataSource, Request
+from bench.run.pipeline import Execution, run
+from bench.run.store import Store
+from iaa_common import UserError
+from tables.make import choose_on_val
 from tables.specs import TABLES
 
 ALPHA = 0.05  # two-sided; "holds" only at 95 %
@@ -269,15 +270,10 @@ def table_records(
     """Every stored ok or failed run of a table's rows (default options, seeds up to
     MAX_SEEDS) on its datasets, one record per (dataset, row, seed), as `tables.make.collect`."""
     spec = next(spec for spec in TABLES.values() if spec.stem == stem)
-    datasets = [d.lower() if data_root else f"synth-{d.lower()}" for d in spec.paper_datasets]
-    rows = [row.row() for row in spec.rows]
-    cells = plan_grid(datasets, rows, MAX_SEEDS, profile, data_root=data_root)
-    frames = [
-        collect([(c.row, c.seed, c.chain[-1]) for c in cells if c.dataset == d], store).assign(
-            dataset=d
-        )
-        for d in datasets
-    ]
+    request = Request(profile=profile, seeds=MAX_SEEDS, data=DataSource(data_root))
+    grid = request.grid([row.row() for row in spec.rows], spec.paper_datasets)
+    outcome = run([grid], Execution(results=store.root, cached_only=True))
+    frames = [runs.assign(dataset=d) for d, runs in outcome.records[0].items()]
     records = pd.concat(frames, ignore_index=True)
     return records[records["status"] != "missing"]
 

@@ -1,37 +1,65 @@
-"""From stored results to a rendered table: collect each row's runs, caption, render, write.
-A pure function of the results store and the paper's numbers: it never trains."""
+"""A table of the paper from the results store: run its grid through the pipeline (nothing
+with --cached-only), caption, render, write. Rendering is a pure function of the stored
+records and the paper's numbers: it never trains.
+
+    make_table(get_table("4"), Request(), Execution())  ->  Made(markdown, paths, failed)
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from bench.plan import Stage
-from bench.store import Store, read_json
+from bench.data.registry import paper_dataset
+from bench.run.grid import Request
+from bench.run.pipeline import Execution, Outcome, run
 from tables.paper import paper_value
 from tables.render import METRICS, build_view, render_latex, render_markdown
 from tables.specs import TableSpec
 
 
-def collect(cells: list[tuple[str, int, Stage]], store: Store) -> pd.DataFrame:
-    """One record per (row key, seed, final stage): status, reason, the code version that
-    computed it, the test metrics and the validation SRCC of the kept checkpoint."""
-    records = []
-    for row_key, seed, final in cells:
-        status = store.status(final.id) or {"status": "missing", "reason": "not run"}
-        record = {"row": row_key, "seed": seed, "status": status["status"]}
-        record["reason"] = status.get("reason", "")
-        versions = store.path(final.id) / "versions.json"
-        record["code"] = read_json(versions)["code"] if versions.exists() else None
-        data = store.path(final.id) / "data.json"
-        record["data"] = read_json(data)["fingerprint"] if data.exists() else None
-        if status["status"] == "ok":
-            metrics = store.metrics(final.id)
-            record.update(metrics["test"])
-            record["val_srcc"] = metrics["val"]["srcc"]
-        records.append(record)
-    return pd.DataFrame(records)
+@dataclass(frozen=True)
+class Made:
+    """What a table or figure command made: its printed text, the files it wrote, and
+    whether any of its runs failed (their cells say so)."""
+
+    text: str = ""
+    paths: tuple[Path, ...] = ()
+    failed: bool = False
+
+
+def make_table(
+    spec: TableSpec, request: Request, how: Execution, model: str | None = None
+) -> Made | Outcome:
+    """Run a table's grid (on `model` instead of the spec's, when given) and render it, one
+    table per dataset or one in blocks (the spec's layout); a dry run returns the Outcome."""
+    rows = [row.row(model) for row in spec.rows]
+    outcome = run([request.grid(rows, spec.paper_datasets)], how)
+    if how.dry_run:
+        return outcome
+    per_dataset = outcome.records[0]
+    out = how.results / "tables"
+    failed = any((runs["status"] == "failed").any() for runs in per_dataset.values())
+    if spec.layout == "blocks":
+        datasets = list(per_dataset)
+        paper_names = [paper_dataset(dataset) for dataset in datasets]
+        text = caption(spec, datasets, paper_names, request.profile, request.seeds, per_dataset)
+        markdown = write_blocks(spec, per_dataset, paper_names, text, out / spec.stem)
+        return Made(markdown, _files(out / spec.stem), failed)
+    texts, paths = [], []
+    for dataset, runs in per_dataset.items():
+        paper_name = paper_dataset(dataset)
+        text = caption(spec, [dataset], [paper_name], request.profile, request.seeds, {"": runs})
+        stem = spec.stem if len(per_dataset) == 1 else f"{spec.stem}-{dataset}"
+        texts.append(write_table(spec, runs, paper_name, text, out / stem))
+        paths += _files(out / stem)
+    return Made("\n".join(texts), tuple(paths), failed)
+
+
+def _files(stem: Path) -> tuple[Path, ...]:
+    return tuple(stem.with_suffix(suffix) for suffix in (".md", ".tex", ".csv"))
 
 
 def caption(
@@ -40,11 +68,12 @@ def caption(
     paper_names: list[str],
     profile: str,
     seeds: int,
-    codes: list[str],
-    fingerprints: list[str] = (),
+    runs: dict[str, pd.DataFrame],
 ) -> str:
     """Where the cells came from: datasets (and their content fingerprints), profile, seeds and
-    the code versions that ran."""
+    the code versions that ran (read from the `runs`' records)."""
+    codes = sorted({code for records in runs.values() for code in records["code"].dropna()})
+    fingerprints = [f for records in runs.values() for f in dict.fromkeys(records["data"].dropna())]
     synthetic = all(dataset.startswith("synth-") for dataset in datasets)
     names, papers = ", ".join(datasets), ", ".join(paper_names)
     stand_in = f" (embedded benchmark standing in for {papers})" if synthetic else ""

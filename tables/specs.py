@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.errors import UserError
-from bench.grid import Row
+from bench.run.grid import Row
+from iaa_common import UserError
 
 CHECK = "✓"
 

@@ -6,7 +6,7 @@ import pytest
 
 import run_all
 from baselines import list_models
-from bench.store import Store
+from bench.run.store import Store
 
 
 @pytest.mark.parametrize("model", sorted(list_models()))

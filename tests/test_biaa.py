@@ -19,12 +19,13 @@ from torch import nn
 
 import run_all
 from baselines import biaa, create_model, model_config
-from bench import train
 from bench.data.types import Split
-from bench.errors import UserError
-from bench.methods import MethodOptions
-from bench.store import Store
-from bench.train import TrainSettings
+from bench.run.store import Store
+from bench.train import loop as train
+from bench.train.meta_learning import MetaLearning
+from bench.train.methods import MethodOptions
+from bench.train.settings import TrainSettings
+from iaa_common import UserError
 
 REFERENCE_PARAMS = 13.24e6  # BASELINES.md: resnet18 (1000-way fc) + MLP 1000-1024-512-1
 OFFICIAL_HEAD_PARAMS = 512 + 1  # FC(512, 1); ours FC(512, 10)
@@ -290,7 +291,7 @@ def test_meta_update_by_hand_two_tasks(quadratic_loss, official):
     # official (in place): meta = 0.5 * first, then meta += 0.5 (second - meta).
     model = Scalar()
     train = _split([2.0] * 6 + [6.0] * 6, [0] * 6 + [1] * 6)
-    procedure = biaa.MetaLearning(
+    procedure = MetaLearning(
         model, train, None, MethodOptions(), SGD, seed=0, support=4, query=2, inner_steps=2,
         tasks_per_meta=2, meta_step=0.5, official_meta_update=official,
     )  # fmt: skip
@@ -322,7 +323,7 @@ def test_pseudo_labelled_rows_join_every_inner_step(quadratic_loss):
     model = Scalar()
     train = _split([2.0] * 6 + [6.0] * 6, [0] * 6 + [1] * 6)
     pseudo = _split([9.0] * 6, None)
-    procedure = biaa.MetaLearning(
+    procedure = MetaLearning(
         model, train, pseudo, MethodOptions(), SGD, seed=0, support=4, query=2, inner_steps=2,
         tasks_per_meta=2, meta_step=0.5,
     )  # fmt: skip
@@ -341,7 +342,7 @@ def test_tasks_from_random_groups_when_the_data_has_none():
     )  # fmt: skip
     kwargs = {"support": 4, "query": 2}
     # No groups (AADB): 25 images dealt into random groups of 6; the last (1 image) is skipped.
-    ungrouped = biaa.MetaLearning(
+    ungrouped = MetaLearning(
         Scalar(), _split([5.0] * 25, None), None, MethodOptions(), settings, 0, **kwargs
     )
     tasks = ungrouped._tasks()
@@ -351,14 +352,14 @@ def test_tasks_from_random_groups_when_the_data_has_none():
     # Rows without a group (-1) are dealt the same way; a group of 10 gives support 4 (not 8,
     # capped at `support`), query 2; a group of 3 is too small and skipped.
     group = [0] * 10 + [1] * 3 + [-1] * 12
-    mixed = biaa.MetaLearning(
+    mixed = MetaLearning(
         Scalar(), _split([5.0] * 25, group), None, MethodOptions(), settings, 0, **kwargs
     )
     tasks = mixed._tasks()
     assert len(tasks) == 3 and sum(set(np.concatenate(t)) <= set(range(10)) for t in tasks) == 1
     assert mixed._split(np.arange(5)) == (4, 1) and math.floor(0.8 * 5) == 4
     with pytest.raises(UserError, match="no group"):
-        biaa.MetaLearning(
+        MetaLearning(
             Scalar(), _split([5.0] * 9, [0, 0, 0, 1, 1, 1, 2, 2, 2]), None, MethodOptions(),
             settings, 0, **kwargs,
         )  # fmt: skip
@@ -388,7 +389,7 @@ def test_task_batches_from_image_files_with_workers(tmp_path):
         epochs=1, batch_size=4, lr=0.1, img_size=8, resize=10, num_workers=1,
         device=torch.device("cpu"),
     )  # fmt: skip
-    procedure = biaa.MetaLearning(
+    procedure = MetaLearning(
         Scalar(), train, None, MethodOptions(), settings, 0, support=4, query=2
     )
     tasks = procedure._tasks()

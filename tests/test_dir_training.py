@@ -1,5 +1,6 @@
-"""LDS, FDS and RankSim as run options: where each acts in a training step (bench/dir_terms.py),
-their place in a stage's identity, bad settings, and a smoke round with every module on."""
+"""LDS, FDS and RankSim as run options: where each acts in a training step
+(bench/train/dir_terms.py), their place in a stage's identity, bad settings, and a smoke round
+with every module on."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from torch import nn
 import run_all
 from baselines.dir import lds, ranksim
 from bench.data.types import Split
-from bench.dir_terms import DIRTerms
-from bench.losses import per_sample_loss
-from bench.methods import MethodOptions
-from bench.store import Store
-from bench.train import training_loss
+from bench.run.store import Store
+from bench.train.dir_terms import DIRTerms
+from bench.train.loop import training_loss
+from bench.train.losses import per_sample_loss
+from bench.train.methods import MethodOptions
 
 TRAIN_SCORES = np.array([2.0, 5.0, 5.0, 5.05, 5.1, 5.2, 6.0, 9.0], dtype=np.float32)
 

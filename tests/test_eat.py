@@ -8,7 +8,7 @@ import torch
 
 from baselines import create_model, eat
 from baselines.registry import model_config
-from bench.errors import UserError
+from iaa_common import UserError
 
 PAPER_PARAMS = 86.88e6  # BASELINES.md, from the official module shapes
 

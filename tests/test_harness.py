@@ -16,10 +16,12 @@ import run_all
 from baselines import registry
 from bench.data.loading import batches
 from bench.data.types import Split
-from bench.methods import MethodOptions
-from bench.plan import RunRequest, stages_for
-from bench.store import Store
-from bench.train import TrainSettings, lr_schedule, make_optimizer, training_loss
+from bench.run.dag import RunRequest, stages_for
+from bench.run.grid import parse_weights
+from bench.run.store import Store
+from bench.train.loop import lr_schedule, make_optimizer, training_loss
+from bench.train.methods import MethodOptions
+from bench.train.settings import TrainSettings
 from tests import toy_model
 
 # Stage ids of Swin V2 runs, fixed when the embedded benchmark's generator last changed
@@ -264,7 +266,7 @@ def test_weights_parts_are_parsed_per_model(tmp_path):
     a, b = tmp_path / "a.pth", tmp_path / "b.pth"
     a.write_bytes(b"")
     b.write_bytes(b"")
-    parsed = run_all._weights([f"swinv2={a}", f"maxvit.backbone={b}", f"swinv2.model={b}"])
+    parsed = parse_weights([f"swinv2={a}", f"maxvit.backbone={b}", f"swinv2.model={b}"])
     assert parsed == {
         "swinv2": {"auto": str(Path(a).resolve()), "model": str(Path(b).resolve())},
         "maxvit": {"backbone": str(Path(b).resolve())},
@@ -272,7 +274,7 @@ def test_weights_parts_are_parsed_per_model(tmp_path):
 
 
 def test_every_recipe_in_the_registry_uses_known_keys():
-    from bench.stages import RECIPE_KEYS
+    from bench.train.settings import RECIPE_KEYS
 
     for name in registry.list_models():
         for profile, config in registry.model_entry(name)["configs"].items():

@@ -12,7 +12,7 @@ import torchvision
 from baselines import create_model
 from baselines.hgcn import BACKBONE_PREFIXES, HLAGCN, build, load_weights, spatial_adjacency
 from baselines.registry import model_config
-from bench.errors import UserError
+from iaa_common import UserError
 
 RESERVED = ("recipe", "procedure", "pretrain")
 

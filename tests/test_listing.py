@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from bench.data import listing, real, registry
-from bench.methods import MethodOptions
-from bench.plan import RunRequest, stages_for
 from bench.profiles import get_profile
+from bench.run.dag import RunRequest, stages_for
+from bench.train.methods import MethodOptions
 from tests.test_real_data import write_aadb
 
 PROFILE = get_profile("smoke")
@@ -115,7 +115,7 @@ def test_an_image_folder_linked_from_elsewhere_counts(tmp_path):
 
 
 def test_the_ava_scale_benchmark_loads_cold_then_warm(capsys):
-    from bench import listing_perf
+    from bench.dev import listing_perf
 
     listing_perf.main(["--rows", "300"])
     out = capsys.readouterr().out

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy import stats
 
-from bench.losses import batch_loss, emd_per_sample, per_sample_loss
-from bench.metrics import evaluate, group_masks
+from bench.train.losses import batch_loss, emd_per_sample, per_sample_loss
+from bench.train.metrics import evaluate, group_masks
 
 
 def test_emd_r2_per_sample_by_hand():

@@ -7,7 +7,7 @@ import timm
 import torch
 
 from baselines import create_model, model_config
-from bench.errors import UserError
+from iaa_common import UserError
 
 REFERENCE_PARAMS = 30.41e6  # BASELINES.md: maxvit_tiny_tf_224 with a 10-way head
 

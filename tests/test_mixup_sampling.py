@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from bench.errors import UserError
-from bench.methods import MethodOptions
-from bench.mixup_sampling import random_pairs, threshold_pairs
-from bench.train import training_loss
+from bench.train.loop import training_loss
+from bench.train.methods import MethodOptions
+from bench.train.mixup_sampling import random_pairs, threshold_pairs
 from elta import tfa
+from iaa_common import UserError
 
 # mean 5.0: deviations 3, 0.2, 0.1, 0, 0.1, 0.2, 2.5, 0.5 -> minority at delta 1.0: {0, 6}
 SCORES = torch.tensor([2.0, 4.8, 4.9, 5.0, 5.1, 5.2, 7.5, 5.5])

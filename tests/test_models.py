@@ -5,11 +5,11 @@ import torch
 from torch import nn
 
 from baselines import create_model, list_models, model_config, model_entry
-from bench.errors import UserError
-from bench.losses import batch_loss
-from bench.methods import MethodOptions
-from bench.train import label_scores, training_loss
+from bench.train.loop import label_scores, training_loss
+from bench.train.losses import batch_loss
+from bench.train.methods import MethodOptions
 from elta import flsa
+from iaa_common import UserError
 
 
 @pytest.mark.parametrize("name", sorted(list_models()))

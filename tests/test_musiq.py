@@ -18,7 +18,7 @@ from baselines.musiq import (
     hashed_index,
 )
 from bench.data.loading import MEAN, STD
-from bench.errors import UserError
+from iaa_common import UserError
 
 PAPER_PARAMS_REFERENCE = 27.13e6  # BASELINES.md (paper: 27M)
 

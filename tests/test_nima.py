@@ -7,7 +7,7 @@ from torch import nn
 
 from baselines import nima
 from baselines.registry import model_config
-from bench.errors import UserError
+from iaa_common import UserError
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

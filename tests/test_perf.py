@@ -1,10 +1,10 @@
-"""The reference implementations of bench/perf.py agree with ELTA's (no timing here)."""
+"""The reference implementations of bench/dev/perf.py agree with ELTA's (no timing here)."""
 
 import numpy as np
 import pytest
 import torch
 
-from bench import perf
+from bench.dev import perf
 from elta import apds
 
 # ---- APDS: the row-wise pandas search against elta.apds.grid_search ---------------------------
@@ -90,7 +90,7 @@ def test_loop_sampler_lambda_is_eq4():
 
 
 def test_model_benchmark_prints_a_row_per_model(capsys):
-    from bench import model_perf
+    from bench.dev import model_perf
 
     assert model_perf.main(["--quick", "--models", "swinv2,hgcn"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
@@ -99,7 +99,7 @@ def test_model_benchmark_prints_a_row_per_model(capsys):
 
 
 def test_paper_step_measures_the_harness_against_the_bare_model_on_any_device():
-    from bench import paper_step
+    from bench.dev import paper_step
 
     result = paper_step.measure("cpu", tiny=True, repeats=1)
     assert result["harness_s"] > 0 and result["bare_s"] > 0

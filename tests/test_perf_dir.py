@@ -1,11 +1,12 @@
-"""The loop references of bench/perf_dir.py give the same numbers as baselines/dir (no timing)."""
+"""The loop references of bench/dev/perf_dir.py give the same numbers as baselines/dir (no
+timing)."""
 
 import pytest
 import torch
 
 from baselines.dir import ranksim
 from baselines.dir.fds import FDS
-from bench import perf_dir
+from bench.dev import perf_dir
 
 
 def test_loop_fds_update_matches_fds_update():

@@ -18,7 +18,7 @@ from bench.data.real import (
     load_tad66k,
     max_bad_images,
 )
-from bench.errors import UserError
+from iaa_common import UserError
 
 # --- fixture writers --------------------------------------------------------------------------
 

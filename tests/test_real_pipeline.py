@@ -7,10 +7,10 @@ import json
 import pandas as pd
 
 from bench import profiles
-from bench.methods import MethodOptions
-from bench.plan import Context, RunRequest, stages_for
-from bench.stages import run_stage
-from bench.store import Store
+from bench.run.dag import Context, RunRequest, stages_for
+from bench.run.stages import run_stage
+from bench.run.store import Store
+from bench.train.methods import MethodOptions
 from tests.test_real_data import write_para, write_tad66k
 
 

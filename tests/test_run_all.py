@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import run_all
-from bench.store import Store
+from bench.run.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ["--table", "4", "--profile", "smoke"]
@@ -107,7 +107,7 @@ def test_nan_run_is_recorded_as_failed_and_the_others_finish(
 ):
     import torch
 
-    from bench import train
+    from bench.train import loop as train
 
     real_loss = train.training_loss
 
@@ -268,8 +268,8 @@ def test_a_local_ray_cluster_gives_the_same_table_as_loky(smoke_results, tmp_pat
 def test_a_store_ray_workers_cannot_write_is_a_user_error(tmp_path):
     import ray
 
-    from bench import ray_cluster
-    from bench.errors import UserError
+    from bench.run import ray_cluster
+    from iaa_common import UserError
 
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")

@@ -2,7 +2,7 @@
 
 import os
 
-from bench.store import Store, write_json
+from bench.run.store import Store, write_json
 
 
 def _stage(store: Store, stage_id: str, value: int):

@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 from bench.data import synth
 from bench.data.synth import PRESETS, Sizes, generate, load_synth, sample_labels
 from bench.data.types import IAADataset
-from bench.errors import UserError
+from iaa_common import UserError
 
 SMALL = Sizes(n_train=12, n_val=5, n_test=6, n_unlabeled=9)
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from baselines import tanet
 from baselines.registry import _registry, model_config
-from bench.errors import UserError
+from iaa_common import UserError
 
 RESERVED = ("recipe", "procedure", "pretrain")
 REFERENCE_PARAMS, REFERENCE_FROZEN = 13.88e6, 11.36e6  # BASELINES.md

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.train import Supervised
+from bench.train.loop import Supervised
 
 TOY_ENTRY = {
     "description": "toy model for tests",

@@ -8,10 +8,10 @@
   with the ranking of label similarities (Gong et al., ICML 2022;
   `BorealisAI/ranksim-imbalanced-regression`).
 
-They are plain functions and one module, like `elta/`; `bench/train.py` decides where they enter
-a training step. This file holds only the settings' validation, without torch, so that a command
-line can check its flags before anything heavy is imported: `check_settings(...)` raises a
-ValueError with a one-line message for the first bad setting.
+They are plain functions and one module, like `elta/`; `bench/train/dir_terms.py` decides where
+they enter a training step. This file holds only the settings' validation, without torch, so
+that a command line can check its flags before anything heavy is imported:
+`check_settings(...)` raises a ValueError with a one-line message for the first bad setting.
 """
 
 from __future__ import annotations

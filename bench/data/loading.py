@@ -27,10 +27,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from bench.data.types import Split
-from bench.errors import UserError
+from iaa_common import IMAGENET_MEAN, IMAGENET_STD, UserError
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 EXTRAS = ("aspect", "size")
 

@@ -56,8 +56,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.data.types import NUM_BINS, IAADataset, LabelKind, Split
-from bench.errors import UserError
+from bench.data.types import IAADataset, LabelKind, Split
+from iaa_common import NUM_BINS, UserError
 
 MIN_BAD_IMAGES = 10
 BAD_IMAGE_FRACTION = 0.01

@@ -8,16 +8,23 @@ no more instances than the original training dataset"), labels withheld.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from bench.data import listing, real, synth
 from bench.data.types import IAADataset, Split, fingerprint
-from bench.errors import UserError
-from bench.profiles import Profile
+from iaa_common import UserError
 
 DATA_SEED = 0  # the benchmark's splits are fixed; run seeds vary the training only
 REAL = {"ava": "AVA", "aadb": "AADB", "tad66k": "TAD66K", "para": "PARA"}
+
+
+class Scale(Protocol):
+    """How large the embedded benchmark is rendered: what a profile (bench.profiles) says."""
+
+    synth_img_size: int
+    synth_sizes: synth.Sizes
 
 
 def dataset_names() -> list[str]:
@@ -35,7 +42,7 @@ def check_name(name: str) -> None:
         raise UserError(f"unknown dataset '{name}'; valid datasets: {', '.join(dataset_names())}")
 
 
-def data_identity(name: str, profile: Profile) -> str | None:
+def data_identity(name: str, profile: Scale) -> str | None:
     """What an embedded dataset depends on, for a stage id: its generator version, knobs,
     sizes and seed (its cache file name). None for a real dataset (its data root says it)."""
     check_name(name)
@@ -81,7 +88,7 @@ def _real(name: str, data_root: Path, cache_dir: Path) -> IAADataset:
 
 def load_dataset(
     name: str,
-    profile: Profile,
+    profile: Scale,
     data_root: Path | None,
     cache_dir: Path,
     unlabeled: Path | None = None,

@@ -81,8 +81,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.special import expit, ndtr
 
-from bench.data.types import NUM_BINS, IAADataset, LabelKind, Split, fingerprint
-from bench.errors import UserError
+from bench.data.types import IAADataset, LabelKind, Split, fingerprint
+from iaa_common import NUM_BINS, UserError
 
 GENERATOR_VERSION = 3
 """Bump whenever generation changes, so that no cache written by an older generator is used.

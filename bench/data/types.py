@@ -21,7 +21,6 @@ from typing import Literal
 import numpy as np
 
 LabelKind = Literal["dist", "scalar"]
-NUM_BINS = 10
 
 
 @dataclass

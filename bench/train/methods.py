@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
-from bench.errors import UserError
+from iaa_common import UserError
 
 # Mixed pairs appended per batch. The paper does not say; the official code mixes 1 of 48.
 # Chosen on the validation split of synth-ava (README, "Choosing the number of mixed pairs").
@@ -18,7 +18,7 @@ class MethodOptions:
     tfa: bool = False
     tfa_level: Literal["feature", "pixel"] = "feature"  # pooled feature, or input images (k=0)
     tfa_pairs: int = TFA_PAIRS_DEFAULT
-    # Pair sampling: ELTA's eqs. 2-4, or Section 4.4's ablations (bench/mixup_sampling.py)
+    # Pair sampling: ELTA's eqs. 2-4, or Section 4.4's ablations (bench/train/mixup_sampling.py)
     tfa_sampling: Literal["elta", "random", "threshold"] = "elta"
     tfa_threshold: float = 1.0  # minority: |s - s_bar| >= this (tfa_sampling="threshold")
     tau1: float = 0.2  # Figure 5's optimum
@@ -26,7 +26,7 @@ class MethodOptions:
     flsa_weight: float = 0.0  # 0 turns FLSA off
     apds: bool = False
     emd_form: Literal["per_sample", "batch_rms"] = "per_sample"
-    # Deep imbalanced regression (baselines/dir, bench/dir_terms.py), the official defaults
+    # Deep imbalanced regression (baselines/dir, bench/train/dir_terms.py), the official defaults
     lds: bool = False  # Label Distribution Smoothing: loss weights from the smoothed label density
     lds_kernel: str = "gaussian"
     lds_ks: int = 5

@@ -2,9 +2,9 @@
 runner and its cache, compare the validation metrics of the checkpoint each keeps (the best
 validation SRCC), and pick the best mean validation SRCC over seeds.
 
-    python -m bench.choose lr [--models nima,tanet] [--dataset synth-ava] [--profile cpu]
-    python -m bench.choose dir
-    python -m bench.choose tfa-pairs
+    python -m bench.dev.choose lr [--models nima,tanet] [--dataset synth-ava] [--profile cpu]
+    python -m bench.dev.choose dir
+    python -m bench.dev.choose tfa-pairs
 
 Each grid was fixed before any of its runs was looked at:
 
@@ -32,11 +32,9 @@ from pathlib import Path
 import pandas as pd
 
 from baselines import list_models
-from bench.grid import Row, plan_grid
-from bench.plan import Context
-from bench.reproducible import pin_cpu_kernels
-from bench.runner import execute, plan
-from bench.store import Store
+from bench.run.grid import Grid, Row
+from bench.run.pipeline import Execution, run
+from bench.run.reproducible import pin_cpu_kernels
 
 METRICS = ("srcc", "plcc", "mae_l", "mae_m", "mae_h")
 LEARNING_RATES = (2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3)  # 4e-3 added: see the docstring
@@ -71,25 +69,24 @@ def choose(
 ) -> dict[str, pd.DataFrame]:
     """Train every candidate of every grid (cached); per grid, the mean validation metrics per
     candidate, best validation SRCC first."""
-    cells = {name: plan_grid([dataset], rows, seeds, profile) for name, rows in grids.items()}
-    store = Store(results)
-    chains = [cell.chain for grid in cells.values() for cell in grid]
-    execute(plan(chains, store, force=False), Context(results, "auto"), jobs, "loky")
+    outcome = run(
+        [Grid([dataset], rows, seeds, profile) for rows in grids.values()],
+        Execution(results=results, jobs=jobs),
+    )
     tables = {}
-    for name, grid in cells.items():
-        records = [
-            {"candidate": cell.row, **store.metrics(cell.chain[-1].id)["val"]}
-            for cell in grid
-            if store.is_ok(cell.chain[-1].id)
-        ]
-        table = pd.DataFrame(records).groupby("candidate", sort=False)[list(METRICS)].mean()
-        tables[name] = table.sort_values("srcc", ascending=False)
+    for name, per_dataset in zip(grids, outcome.records, strict=True):
+        runs = per_dataset[dataset]
+        ok = runs[runs["status"] == "ok"].rename(columns={"row": "candidate"})
+        table = ok.groupby("candidate", sort=False)[[f"val_{m}" for m in METRICS]].mean()
+        tables[name] = table.set_axis(list(METRICS), axis=1).sort_values("srcc", ascending=False)
     return tables
 
 
 def main(argv: list[str] | None = None) -> None:
-    pin_cpu_kernels()  # before torch's kernels are chosen (bench/reproducible.py)
-    p = argparse.ArgumentParser(prog="python -m bench.choose", description=__doc__.split("\n")[0])
+    pin_cpu_kernels()  # before torch's kernels are chosen (bench/run/reproducible.py)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.dev.choose", description=__doc__.split("\n")[0]
+    )
     p.add_argument("what", choices=["lr", "dir", "tfa-pairs"])
     p.add_argument("--models", help="with lr: comma-separated models (default: the baselines)")
     p.add_argument("--dataset", default="synth-ava")

@@ -17,8 +17,6 @@ The aesthetic labels are not used, so pre-training sees nothing the main round w
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 import torch
@@ -26,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.data.types import Split
-from bench.train import TrainSettings, cpu_state, evaluation_batches, training_batches
+from bench.train.loop import Progress, cpu_state, evaluation_batches, training_batches
+from bench.train.settings import TrainSettings
 
 
 def _group_labels(split: Split, n_classes: int, name: str) -> torch.Tensor:
@@ -58,19 +57,17 @@ def pretrain_part(
     val: Split,
     settings: TrainSettings,
     seed: int,
-    log: Callable[[str], None],
-    on_epoch: Callable[[int, int, float, float], None] | None = None,
+    progress: Progress,
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     """Train `network` to predict the group id; return its best-on-validation state_dict (on
-    the CPU) and the curve. `on_epoch(epoch, epochs, loss, val_accuracy)` reports progress."""
+    the CPU) and the curve; the validation accuracy is the metric `progress` reports."""
     network.to(settings.device)
     train_labels = _group_labels(train, network.num_classes, "train")
     val_labels = _group_labels(val, network.num_classes, "validation")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=settings.lr)
     best_accuracy, best_state, rows = -np.inf, None, []
-    if on_epoch is not None:
-        on_epoch(0, settings.epochs, float("nan"), float("nan"))
+    progress.epoch(0, settings.epochs, float("nan"), float("nan"))
     for epoch in range(settings.epochs):
         network.train()
         total = torch.zeros((), device=settings.device)
@@ -85,9 +82,10 @@ def pretrain_part(
         train_loss = (total / max(steps, 1)).item()  # the one host sync of the epoch
         val_accuracy = accuracy(network, val, val_labels, settings)
         rows.append({"epoch": epoch + 1, "train_loss": train_loss, "val_accuracy": val_accuracy})
-        log(f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} val acc {val_accuracy:.4f}")
-        if on_epoch is not None:
-            on_epoch(epoch + 1, settings.epochs, train_loss, val_accuracy)
+        progress.log(
+            f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} val acc {val_accuracy:.4f}"
+        )
+        progress.epoch(epoch + 1, settings.epochs, train_loss, val_accuracy)
         if val_accuracy > best_accuracy:
             best_accuracy = val_accuracy
             best_state = cpu_state(network)

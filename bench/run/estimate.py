@@ -13,8 +13,8 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from bench.plan import Stage
-from bench.store import RUNS, Store
+from bench.run.dag import Stage
+from bench.run.store import RUNS, Store
 
 # Seconds per stage when nothing comparable is stored (one stage per core, this 2-core machine)
 DEFAULT_SECONDS = {"smoke": 10.0, "cpu": 120.0, "paper": 3600.0}
@@ -63,7 +63,7 @@ class Estimate:
             f"estimated wall time {_duration(self.wall_s)} with {jobs} stage(s) at once "
             f"({_duration(self.total_s)} in all; {self.from_store} estimated from stored "
             f"stages of the same model, profile and kind, {self.defaulted} at the default "
-            "seconds per stage of their profile, bench/estimate.py)"
+            "seconds per stage of their profile, bench/run/estimate.py)"
         )
 
 

@@ -1,7 +1,7 @@
 """How long loading AVA takes at its real size: a cold load (every image header checked) and a
 warm one (the cached listing, bench/data/listing.py).
 
-    python -m bench.listing_perf [--rows 255000] [--folder /tmp/ava-scale]
+    python -m bench.dev.listing_perf [--rows 255000] [--folder /tmp/ava-scale]
 
 Writes an AVA folder in the official AVA.txt form (`--rows` rows of vote counts and challenge
 ids, 20,000 of them listed in aesthetics_image_lists/generic_test.jpgl) with a tiny JPEG per
@@ -50,7 +50,7 @@ def write_ava(folder: Path, rows: int, seed: int = 0) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.listing_perf", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.dev.listing_perf", description=__doc__)
     parser.add_argument("--rows", type=int, default=255_000)
     parser.add_argument("--folder", type=Path, help="where to write the AVA folder (kept)")
     args = parser.parse_args(argv)

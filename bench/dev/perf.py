@@ -1,10 +1,10 @@
 """Performance benchmark of ELTA's modules: ratios measured side by side in one run.
 
-    python -m bench.perf            # full sizes, about 3 minutes on 2 CPU cores
-    python -m bench.perf --quick    # reduced sizes, under a minute
+    python -m bench.dev.perf            # full sizes, about 3 minutes on 2 CPU cores
+    python -m bench.dev.perf --quick    # reduced sizes, under a minute
 
 Everything runs on the CPU with one torch thread, as each stage of the harness does
-(bench.stages.STAGE_THREADS), and is seeded. Four measurements, each against a reference:
+(bench.run.stages.STAGE_THREADS), and is seeded. Four measurements, each against a reference:
 
 1. Training step. One full step of the `cpu` profile (Swin V2 from the registry, batch 32 of
    48x48 images, random 10-bin targets): bench.train.training_loss + zero_grad + backward +
@@ -33,11 +33,11 @@ Everything runs on the CPU with one torch thread, as each stage of the harness d
    runs of sample_pairs (the noise level); their mean lam with its standard error over calls.
    Then the time per call of each, in interleaved blocks.
 
-4. The DIR methods (bench/perf_dir.py): the FDS statistics update and the RankSim
+4. The DIR methods (bench/dev/perf_dir.py): the FDS statistics update and the RankSim
    regulariser against the official code's per-bucket and per-row loops.
 
 With --device (cuda on a GPU machine): only the paper profile's training step against the bare
-model on that device (bench/paper_step.py).
+model on that device (bench/dev/paper_step.py).
 """
 
 from __future__ import annotations
@@ -55,18 +55,18 @@ import pandas as pd
 import torch
 
 from baselines import create_model, model_config
-from bench import perf_dir
 from bench.data.types import Split
-from bench.dir_terms import dir_terms
-from bench.grid import RANKSIM_GAMMA_DEFAULT
-from bench.methods import MethodOptions
+from bench.dev import perf_dir
 from bench.profiles import get_profile
-from bench.stages import STAGE_THREADS
-from bench.train import training_loss
+from bench.run.grid import RANKSIM_GAMMA_DEFAULT
+from bench.run.stages import STAGE_THREADS
+from bench.train.dir_terms import dir_terms
+from bench.train.loop import training_loss
+from bench.train.methods import MethodOptions
 from elta import apds, tfa
 from elta.apds import expected_score
+from iaa_common import NUM_BINS
 
-NUM_BINS = 10
 BIN_COLUMNS = [f"bin{k}" for k in range(1, NUM_BINS + 1)]
 TAU1, TAU2 = MethodOptions().tau1, MethodOptions().tau2
 
@@ -442,7 +442,7 @@ def report_step(r: StepResult, sizes: Sizes) -> str:
         [
             "1. Training step, cpu profile (swinv2, batch 32, 48x48, 10-bin targets): "
             "training_loss + zero_grad + backward + Adam",
-            f"   torch threads: {torch.get_num_threads()} (bench.stages.STAGE_THREADS); "
+            f"   torch threads: {torch.get_num_threads()} (bench.run.stages.STAGE_THREADS); "
             f"{sizes.step_warmup} warm-up + {sizes.step_rounds} timed rounds, the order "
             "reversed every other round",
             f"   TFA: {STEP_CONFIGS['TFA + FLSA'].tfa_pairs} pairs, feature level; FLSA weight "
@@ -521,16 +521,16 @@ def report_pairs(r: PairResult, sizes: Sizes) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.perf", description=__doc__.split("\n")[0]
+        prog="python -m bench.dev.perf", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="reduced sizes, under a minute")
     parser.add_argument(
-        "--device", help="only the paper profile's step on this device (bench/paper_step.py)"
+        "--device", help="only the paper profile's step on this device (bench/dev/paper_step.py)"
     )
     parser.add_argument("--tiny", action="store_true", help="with --device: the smoke config")
     args = parser.parse_args(argv)
     if args.device:
-        from bench import paper_step
+        from bench.dev import paper_step
 
         print(paper_step.report(paper_step.measure(args.device, args.tiny)))
         return

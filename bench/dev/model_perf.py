@@ -1,7 +1,7 @@
 """Speed of every registered model, measured side by side in one run on one CPU thread.
 
-    python -m bench.model_perf            # every model: cpu throughput, paper batch time
-    python -m bench.model_perf --quick    # fewer timed steps, no paper-size models
+    python -m bench.dev.model_perf            # every model: cpu throughput, paper batch time
+    python -m bench.dev.model_perf --quick    # fewer timed steps, no paper-size models
 
 Two measurements per model, each the median over timed repetitions after a warm-up:
 
@@ -27,10 +27,10 @@ import time
 import torch
 
 from baselines import create_model, list_models, model_config
-from bench.methods import MethodOptions
 from bench.profiles import get_profile
-from bench.stages import STAGE_THREADS
-from bench.train import training_loss
+from bench.run.stages import STAGE_THREADS
+from bench.train.loop import training_loss
+from bench.train.methods import MethodOptions
 
 CPU_BATCH = 32
 PAPER_BATCH = 8
@@ -110,7 +110,7 @@ def paper_batch(name: str, repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.model_perf", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.dev.model_perf", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer steps, no paper-size models")
     parser.add_argument("--models", help="comma-separated subset (default: every model)")
     args = parser.parse_args(argv)

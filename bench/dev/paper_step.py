@@ -1,7 +1,7 @@
 """The `paper` profile's training step on an accelerator, against timm's bare model.
 
-    python -m bench.perf --device cuda          # Swin V2-B at 256 px, batch 48, bf16 autocast
-    python -m bench.perf --device cpu --tiny    # the same code on the smoke config (a test)
+    python -m bench.dev.perf --device cuda          # Swin V2-B at 256 px, batch 48, bf16 autocast
+    python -m bench.dev.perf --device cpu --tiny    # the same code on the smoke config (a test)
 
 Two loops of the same optimizer steps, timed after a warm-up (the device synchronised around
 each timed block):
@@ -33,10 +33,11 @@ from PIL import Image
 
 from baselines import create_model, model_config
 from bench.data.types import Split
-from bench.methods import MethodOptions
 from bench.profiles import get_profile
-from bench.stages import STAGE_THREADS, train_settings
-from bench.train import Supervised, optimizer_step
+from bench.run.stages import STAGE_THREADS
+from bench.train.loop import Supervised, optimizer_step
+from bench.train.methods import MethodOptions
+from bench.train.settings import train_settings
 
 ELTA_STEP = MethodOptions(tfa=True, flsa_weight=1.0)
 
@@ -72,8 +73,8 @@ def measure(device: str, tiny: bool = False, repeats: int = 3) -> dict:
     if dev.type == "cpu":
         torch.set_num_threads(STAGE_THREADS)  # as every stage runs on the CPU
     profile = get_profile("smoke" if tiny else "paper")
-    config = {"model_config": model_config("swinv2", profile.name)}
-    settings = replace(train_settings(config, profile, 1, dev), lr=1e-5)
+    config = model_config("swinv2", profile.name)
+    settings = replace(train_settings(config, profile, dev, epochs=1), lr=1e-5)
     if tiny:
         settings = replace(settings, batch_size=4, num_workers=0, resize=40)
     steps = 4 if tiny else 20

@@ -1,7 +1,7 @@
 """Running the stages on a Ray cluster (`--backend ray`): what the runner needs beyond joblib.
 
 - `connect`: join the cluster at RAY_ADDRESS, or start a local one (loopback only, no
-  dashboard, `jobs` CPUs); the workers get the pinned CPU kernels (bench/reproducible.py) as
+  dashboard, `jobs` CPUs); the workers get the pinned CPU kernels (bench/run/reproducible.py) as
   runtime environment variables, wherever they run.
 - `check_store`: a task on a worker writes and removes a file in the results store, so that a
   store not shared with the workers stops the run at once with one line, not stage by stage.
@@ -18,9 +18,9 @@ import os
 import socket
 from pathlib import Path
 
-from bench.errors import UserError
-from bench.plan import Stage
-from bench.reproducible import pin_cpu_kernels
+from bench.run.dag import Stage
+from bench.run.reproducible import pin_cpu_kernels
+from iaa_common import UserError
 
 
 def connect(jobs: int) -> bool:

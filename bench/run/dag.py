@@ -21,8 +21,8 @@ from pathlib import Path
 
 from baselines import model_config
 from bench.data.registry import data_identity
-from bench.methods import MethodOptions
 from bench.profiles import get_profile
+from bench.train.methods import MethodOptions
 
 STAGE_FORMAT = 1  # bump when what a stage computes changes, so old results are not reused
 
@@ -52,7 +52,7 @@ class RunRequest:
     data_root: str | None = None
     weights: dict[str, str] | None = None  # part -> local file ("auto": recognised by keys)
     eval_only: bool = False  # evaluate `weights` on test, no training
-    recipe: dict | None = None  # over the model config's recipe (bench.choose: lr candidates)
+    recipe: dict | None = None  # over the model config's recipe (bench.dev.choose: lr candidates)
     unlabeled: str | None = None  # an image folder for a real dataset's APDS pool (--unlabeled)
 
 
@@ -112,7 +112,7 @@ class Context:
 
     results: Path
     device: str
-    # The runner's process: a local worker exits when it is gone (bench.runner.exit_with)
+    # The runner's process: a local worker exits when it is gone (bench.run.runner.exit_with)
     runner_pid: int | None = None
 
     @property

@@ -1,7 +1,7 @@
 """Performance references for the DIR methods (baselines/dir), timed side by side in one run.
 
-    python -m bench.perf_dir            # full sizes
-    python -m bench.perf_dir --quick    # reduced sizes
+    python -m bench.dev.perf_dir            # full sizes
+    python -m bench.dev.perf_dir --quick    # reduced sizes
 
 Two pairs, each ours against a reference written in the official code's per-item loop style:
 
@@ -261,7 +261,7 @@ def report(result: PerfResult) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.perf_dir", description=__doc__.split("\n")[0]
+        prog="python -m bench.dev.perf_dir", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="reduced sizes")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")

@@ -1,6 +1,6 @@
-"""What each stage computes and stores (the stages and their ids: bench/plan.py).
+"""What each stage computes and stores (the stages and their ids: bench/run/dag.py).
 
-pretrain   pre-train a model part on the dataset's group labels (bench/pretrain.py); store it
+pretrain   pre-train a model part on the dataset's group labels (bench/train/pretrain.py)
 round1     train the model (with TFA / FLSA if asked); evaluate the best-on-validation
            checkpoint on the test set
 selftrain  APDS: grid search (beta, t) on a labelled subset of the validation split (eq. 9),
@@ -8,8 +8,8 @@ selftrain  APDS: grid search (beta, t) on a labelled subset of the validation sp
            the round-1 weights (eq. 10), evaluate on the test set
 evaluate   build the model from trained weights and evaluate it on validation and test
 
-The training settings are the profile's, overridden by the model config's `recipe` (at the
-paper profile, the official code's optimizer, learning rate, batch, epochs and schedule).
+A stage's config (the dict its id hashes) is parsed into a `RunConfig` where it enters; the
+training settings come from bench/train/settings.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from queue import Queue
 
@@ -27,31 +28,26 @@ import timm
 import torch
 
 from baselines import create_model
-from baselines.registry import HARNESS_KEYS, model_module, procedure_class
+from baselines.registry import create_part, procedure_class
 from bench.data.registry import load_dataset
 from bench.data.types import IAADataset
-from bench.methods import MethodOptions
-from bench.metrics import evaluate
-from bench.plan import Context, Stage
-from bench.pretrain import pretrain_part
-from bench.profiles import Profile, get_profile
-from bench.runner import exit_with
-from bench.store import Store, code_version, write_json
-from bench.train import (
+from bench.profiles import Profile
+from bench.run.dag import Context, Stage
+from bench.run.lifeline import exit_with
+from bench.run.store import Store, code_version, write_json
+from bench.train.loop import (
+    Progress,
+    Round,
     Supervised,
-    TrainSettings,
     predict_logits,
     predicted_scores,
     train_round,
 )
+from bench.train.methods import MethodOptions
+from bench.train.metrics import evaluate
+from bench.train.pretrain import pretrain_part
+from bench.train.settings import TrainSettings, train_settings
 from elta import apds
-
-RECIPE_SETTINGS = ("optimizer", "weight_decay", "momentum", "nesterov", "lr_step", "lr_gamma")
-RECIPE_KEYS = (
-    *RECIPE_SETTINGS,
-    *("epochs", "batch_size", "lr", "resize", "param_lr", "lr_milestones"),  # read below
-    *("loss", "transform", "source"),  # documentation: what the official code does
-)
 
 # One CPU thread per stage: CPU results then do not depend on how many stages run at once
 # (floating-point sums are ordered by the thread count); parallelism comes from --jobs.
@@ -68,65 +64,73 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train_settings(
-    config: dict, profile: Profile, epochs: int | None, device: torch.device, model=None
-) -> TrainSettings:
-    """The profile's settings, overridden by the model's recipe; `epochs` None: the recipe's
-    (or the profile's) round-1 epochs. `model` gives the per-image inputs it needs."""
-    model_config = config["model_config"]
-    recipe = model_config.get("recipe", {})
-    return TrainSettings(
-        epochs=epochs if epochs is not None else recipe.get("epochs", profile.epochs),
-        batch_size=recipe.get("batch_size", profile.batch_size),
-        lr=recipe.get("lr", profile.lr),
-        img_size=model_config["img_size"],
-        resize=recipe.get("resize", profile.resize),
-        num_workers=profile.num_workers,
-        device=device,
-        needs=tuple(getattr(model, "needs", ())),
-        max_side=model_config.get("max_side"),
-        param_lr=dict(recipe.get("param_lr", {})),
-        lr_milestones=tuple(recipe.get("lr_milestones", ())),
-        **{key: recipe[key] for key in RECIPE_SETTINGS if key in recipe},
-    )
+@dataclass(frozen=True)
+class RunConfig:
+    """The config of a pretrain, round1 or evaluate stage (a selftrain stage holds its round
+    1's), parsed: the profile as it was hashed into the stage id, not looked up by name."""
+
+    dataset: str
+    data_root: Path | None
+    unlabeled: Path | None
+    model: str
+    model_config: Mapping
+    profile: Profile
+    weights: Mapping[str, str]
+    seed: int
+    method: MethodOptions
+
+    @classmethod
+    def parse(cls, config: Mapping) -> RunConfig:
+        return cls(
+            dataset=config["dataset"],
+            data_root=Path(config["data_root"]) if config["data_root"] else None,
+            unlabeled=Path(config["unlabeled"]) if config.get("unlabeled") else None,
+            model=config["model"],
+            model_config=config["model_config"],
+            profile=Profile.from_dict(config["profile"]),
+            weights=config.get("weights") or {},
+            seed=config.get("seed", 0),
+            method=MethodOptions(**config.get("method", {})),
+        )
+
+    def settings(self, device: torch.device, model=None, epochs: int | None = None):
+        """The round's training settings; `model` gives the per-image inputs it needs."""
+        needs = tuple(getattr(model, "needs", ()))
+        return train_settings(self.model_config, self.profile, device, epochs=epochs, needs=needs)
+
+    def load(self, ctx: Context, out: Path) -> IAADataset:
+        """The stage's dataset; its content fingerprint goes to the stage's data.json."""
+        dataset = load_dataset(
+            self.dataset, self.profile, self.data_root, ctx.cache_dir, self.unlabeled
+        )
+        write_json(out / "data.json", {"dataset": dataset.name, "fingerprint": dataset.fingerprint})
+        return dataset
+
+    def training_round(
+        self, dataset: IAADataset, settings: TrainSettings, seed: int, pseudo=None
+    ) -> Round:
+        """A training round with the model's own procedure (BIAA's meta-learning) if it has
+        one."""
+        return Round(
+            train=dataset.train,
+            val=dataset.val,
+            opts=self.method,
+            settings=settings,
+            seed=seed,
+            pseudo=pseudo,
+            procedure=procedure_class(self.model) or Supervised,
+            procedure_config=self.model_config.get("procedure", {}),
+        )
 
 
-def _load(config: dict, profile: Profile, ctx: Context, out: Path) -> IAADataset:
-    """The stage's dataset; its content fingerprint goes to the stage's data.json."""
-    root = Path(config["data_root"]) if config["data_root"] else None
-    unlabeled = Path(config["unlabeled"]) if config.get("unlabeled") else None
-    dataset = load_dataset(config["dataset"], profile, root, ctx.cache_dir, unlabeled)
-    write_json(out / "data.json", {"dataset": dataset.name, "fingerprint": dataset.fingerprint})
-    return dataset
-
-
-def _model(config: dict, store: Store, stage: Stage):
+def _model(config: RunConfig, store: Store, stage: Stage):
     """The run's model, from its seed, its weight files and a pre-trained part's stage."""
-    weights = config["weights"] or {}
+    weights = dict(config.weights)
     if stage.parent is not None and stage.parent.kind == "pretrain":
-        part = config["model_config"]["pretrain"]["part"]
-        weights = {**weights, part: store.path(stage.parent.id) / f"{part}.pt"}
-    torch.manual_seed(config.get("seed", 0))
-    return create_model(config["model"], config["profile"]["name"], weights or None)
-
-
-def _train_round(model, config: dict, dataset, opts, settings, seed, log, on_epoch, pseudo=None):
-    """train_round with the model's own procedure (BIAA's meta-learning) where it has one."""
-    procedure = procedure_class(config["model"]) or Supervised
-    procedure_config = config["model_config"].get("procedure", {})
-    return train_round(
-        model,
-        dataset.train,
-        dataset.val,
-        opts,
-        settings,
-        seed,
-        log,
-        pseudo,
-        on_epoch,
-        procedure=procedure,
-        procedure_config=procedure_config,
-    )
+        part = config.model_config["pretrain"]["part"]
+        weights[part] = store.path(stage.parent.id) / f"{part}.pt"
+    torch.manual_seed(config.seed)
+    return create_model(config.model, config.profile.name, weights or None)
 
 
 def _evaluate_and_store(model, dataset: IAADataset, settings, out: Path, metrics: dict):
@@ -142,63 +146,61 @@ def _evaluate_and_store(model, dataset: IAADataset, settings, out: Path, metrics
 
 
 def _train_and_store(
-    model, config, dataset, opts, settings, seed, out, log, on_epoch, pseudo=None, extra=None
+    model, dataset: IAADataset, training: Round, out: Path, progress: Progress, extra: dict
 ) -> dict:
     """Train a round, keep the best-on-validation weights, store them and their test results
     (with `extra` entries added to metrics.json)."""
-    result = _train_round(model, config, dataset, opts, settings, seed, log, on_epoch, pseudo)
+    result = train_round(model, training, progress)
     result.curve.to_csv(out / "curve.csv", index=False)
     model.load_state_dict(result.state)
     torch.save(result.state, out / "model.pt")
     val = result.curve.loc[result.curve.epoch == result.best_epoch].iloc[0].to_dict()
-    test = _evaluate_and_store(model, dataset, settings, out, {"val": val, **(extra or {})})
-    log(f"best epoch {result.best_epoch}: test {json.dumps(test)}")
+    test = _evaluate_and_store(model, dataset, training.settings, out, {"val": val, **extra})
+    progress.log(f"best epoch {result.best_epoch}: test {json.dumps(test)}")
     return test
 
 
-def _pretrain(stage: Stage, out: Path, ctx: Context, log, on_epoch) -> None:
-    config = stage.config
-    profile = get_profile(config["profile"]["name"])
-    spec = config["model_config"]["pretrain"]
-    settings = train_settings(config, profile, spec["epochs"], resolve_device(ctx.device))
-    settings = replace(settings, batch_size=profile.batch_size, lr=profile.lr)
-    build_config = {k: v for k, v in config["model_config"].items() if k not in HARNESS_KEYS}
+def _pretrain(stage: Stage, out: Path, ctx: Context, progress: Progress) -> None:
+    config = RunConfig.parse(stage.config)
+    spec = config.model_config["pretrain"]
+    settings = config.settings(resolve_device(ctx.device), epochs=spec["epochs"])
+    settings = replace(settings, batch_size=config.profile.batch_size, lr=config.profile.lr)
     torch.manual_seed(0)
-    network = getattr(model_module(config["model"]), f"{spec['part']}_network")(**build_config)
-    dataset = _load(config, profile, ctx, out)
-    state, curve = pretrain_part(network, dataset.train, dataset.val, settings, 0, log, on_epoch)
+    network = create_part(config.model, spec["part"], dict(config.model_config))
+    dataset = config.load(ctx, out)
+    state, curve = pretrain_part(network, dataset.train, dataset.val, settings, 0, progress)
     curve.to_csv(out / "curve.csv", index=False)
     torch.save(state, out / f"{spec['part']}.pt")
     best = curve.loc[curve.val_accuracy.idxmax()]
     write_json(out / "metrics.json", {"val": {"accuracy": best.val_accuracy}, "epoch": best.epoch})
-    log(f"{spec['part']}: best validation accuracy {best.val_accuracy:.4f} (epoch {best.epoch})")
+    progress.log(
+        f"{spec['part']}: best validation accuracy {best.val_accuracy:.4f} (epoch {best.epoch})"
+    )
 
 
-def _round1(stage: Stage, store: Store, out: Path, ctx: Context, log, on_epoch) -> None:
-    config = stage.config
-    profile = get_profile(config["profile"]["name"])
+def _round1(stage: Stage, store: Store, out: Path, ctx: Context, progress: Progress) -> None:
+    config = RunConfig.parse(stage.config)
     model = _model(config, store, stage)
-    settings = train_settings(config, profile, None, resolve_device(ctx.device), model)
-    opts = MethodOptions(**config["method"])
-    dataset = _load(config, profile, ctx, out)
-    _train_and_store(model, config, dataset, opts, settings, config["seed"], out, log, on_epoch)
+    settings = config.settings(resolve_device(ctx.device), model)
+    dataset = config.load(ctx, out)
+    training = config.training_round(dataset, settings, config.seed)
+    _train_and_store(model, dataset, training, out, progress, {})
 
 
-def _evaluate(stage: Stage, out: Path, ctx: Context, log) -> None:
-    config = stage.config
-    profile = get_profile(config["profile"]["name"])
-    model = create_model(config["model"], profile.name, config["weights"])
-    settings = train_settings(config, profile, 0, resolve_device(ctx.device), model)
+def _evaluate(stage: Stage, out: Path, ctx: Context, progress: Progress) -> None:
+    config = RunConfig.parse(stage.config)
+    model = create_model(config.model, config.profile.name, dict(config.weights))
+    settings = config.settings(resolve_device(ctx.device), model, epochs=0)
     model.to(settings.device)
-    dataset = _load(config, profile, ctx, out)
+    dataset = config.load(ctx, out)
     val_pred = predicted_scores(predict_logits(model, dataset.val, settings))
     val = evaluate(val_pred, dataset.val.scores)
     test = _evaluate_and_store(model, dataset, settings, out, {"val": val})
-    log(f"evaluated {json.dumps(config['weights'])}: test {json.dumps(test)}")
+    progress.log(f"evaluated {json.dumps(dict(config.weights))}: test {json.dumps(test)}")
 
 
 def _pseudo_label(
-    model, dataset: IAADataset, settings, profile: Profile, seed: int, out: Path, log
+    model, dataset: IAADataset, settings: TrainSettings, profile: Profile, seed: int, out: Path, log
 ):
     """APDS: choose (beta, t) on a labelled validation subset, then label the pool."""
     if dataset.unlabeled is None or not len(dataset.unlabeled):
@@ -252,30 +254,18 @@ def _pseudo_label(
     return labelled, summary
 
 
-def _selftrain(stage: Stage, store: Store, out: Path, ctx: Context, log, on_epoch) -> None:
-    config = stage.config["parent"]
-    profile = get_profile(config["profile"]["name"])
-    device = resolve_device(ctx.device)
-    dataset = _load(config, profile, ctx, out)
+def _selftrain(stage: Stage, store: Store, out: Path, ctx: Context, progress: Progress) -> None:
+    config = RunConfig.parse(stage.config["parent"])
+    dataset = config.load(ctx, out)
     model = _model(config, store, stage.parent)
     model.load_state_dict(torch.load(store.path(stage.parent.id) / "model.pt", map_location="cpu"))
-    settings = train_settings(config, profile, profile.st_epochs, device, model)
-    model.to(device)
-    pseudo, summary = _pseudo_label(model, dataset, settings, profile, config["seed"], out, log)
-    opts = MethodOptions(**config["method"])
-    _train_and_store(
-        model,
-        config,
-        dataset,
-        opts,
-        settings,
-        config["seed"] + 1,
-        out,
-        log,
-        on_epoch,
-        pseudo,
-        {"apds": summary},
+    settings = config.settings(resolve_device(ctx.device), model, config.profile.st_epochs)
+    model.to(settings.device)
+    pseudo, summary = _pseudo_label(
+        model, dataset, settings, config.profile, config.seed, out, progress.log
     )
+    training = config.training_round(dataset, settings, config.seed + 1, pseudo)
+    _train_and_store(model, dataset, training, out, progress, {"apds": summary})
 
 
 def run_stage(stage: Stage, ctx: Context, progress: Queue | None = None) -> dict:
@@ -315,16 +305,17 @@ def run_stage(stage: Stage, ctx: Context, progress: Queue | None = None) -> dict
             except (OSError, EOFError):  # the runner's progress bars are gone: not a failure
                 pass
 
+        report = Progress(log, on_epoch)
         log(f"{stage.kind} {stage.id}")
         try:
             if stage.kind == "pretrain":
-                _pretrain(stage, out, ctx, log, on_epoch)
+                _pretrain(stage, out, ctx, report)
             elif stage.kind == "round1":
-                _round1(stage, store, out, ctx, log, on_epoch)
+                _round1(stage, store, out, ctx, report)
             elif stage.kind == "selftrain":
-                _selftrain(stage, store, out, ctx, log, on_epoch)
+                _selftrain(stage, store, out, ctx, report)
             else:
-                _evaluate(stage, out, ctx, log)
+                _evaluate(stage, out, ctx, report)
             status = {"status": "ok", "reason": ""}
         except Exception as err:  # recorded, so that the other runs still finish
             status = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}

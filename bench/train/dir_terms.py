@@ -2,7 +2,7 @@
 
 Methods are options of a run (`MethodOptions.lds`, `.fds`, `.ranksim_weight`), so they apply to
 any registered model, alone, together, or with ELTA's modules. One `DIRTerms` holds a round's
-state; a training step (bench/train.py: training_loss) calls it where each method acts:
+state; a training step (bench/train/loop.py: training_loss) calls it where each method acts:
 
   LDS      every row's loss is weighted by the LDS weight of its label's score bin: 1 / the
            smoothed density of the training scores there, the table scaled to average 1 over
@@ -30,7 +30,7 @@ import torch
 from baselines.dir import N_SCORE_BINS, lds, ranksim
 from baselines.dir.fds import FDS
 from bench.data.types import Split
-from bench.methods import MethodOptions
+from bench.train.methods import MethodOptions
 
 
 class DIRTerms:

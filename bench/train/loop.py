@@ -14,7 +14,7 @@ recipe (`TrainSettings`): Adam at the profile's learning rate unless a recipe sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,44 +23,20 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bench import mixup_sampling
 from bench.data.loading import Batch, batches
 from bench.data.types import Split
-from bench.dir_terms import DIRTerms, dir_terms
-from bench.losses import batch_loss
-from bench.methods import MethodOptions
-from bench.metrics import evaluate
+from bench.train import mixup_sampling
+from bench.train.dir_terms import DIRTerms, dir_terms
+from bench.train.losses import batch_loss
+from bench.train.methods import MethodOptions
+from bench.train.metrics import evaluate
+from bench.train.settings import TrainSettings
 from elta import flsa, tfa
 from elta.apds import expected_score
 
 
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int
-    batch_size: int
-    lr: float
-    img_size: int
-    resize: int | None
-    num_workers: int
-    device: torch.device
-    needs: tuple[str, ...] = ()  # the model's inputs beyond pixels (bench.data.loading)
-    max_side: int | None = None  # longer side of aspect-preserving input ("size" in needs)
-    optimizer: str = "adam"  # adam | sgd
-    weight_decay: float = 0.0
-    momentum: float = 0.0  # sgd only
-    nesterov: bool = False  # sgd only
-    lr_step: int | None = None  # multiply the lr by lr_gamma every lr_step epochs
-    lr_milestones: tuple[int, ...] = ()  # ... or once after each of these epochs
-    lr_gamma: float = 0.1
-    param_lr: dict[str, float] = field(default_factory=dict)  # name prefix -> lr (first match)
-
-    @property
-    def amp(self) -> bool:
-        return self.device.type == "cuda"  # bf16 autocast on GPUs
 
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -143,7 +119,7 @@ def training_loss(
 ) -> torch.Tensor:
     """The loss of one step. The last `n_pseudo` rows of x are pseudo-labelled (eq. 10).
     `extras` are the model's per-image inputs beyond pixels (its `needs`); `dir_terms` the
-    round's LDS / FDS / RankSim state when any is on (bench/dir_terms.py)."""
+    round's LDS / FDS / RankSim state when any is on (bench/train/dir_terms.py)."""
     extras = extras or {}
     n_labeled = len(x) - n_pseudo
     pairs = _mixup_pairs(label_scores(targets), opts, generator) if opts.tfa else None
@@ -315,27 +291,46 @@ class Supervised:
         return total / max(steps, 1)
 
 
-def train_round(
-    model: nn.Module,
-    train: Split,
-    val: Split,
-    opts: MethodOptions,
-    settings: TrainSettings,
-    seed: int,
-    log: Callable[[str], None],
-    pseudo: Split | None = None,
-    on_epoch: Callable[[int, int, float, float], None] | None = None,
-    procedure: Callable[..., Procedure] = Supervised,
-    procedure_config: dict | None = None,
-) -> RoundResult:
-    """Train for `settings.epochs` epochs with the procedure; keep the best epoch by validation
-    SRCC. `on_epoch(epoch, epochs, train_loss, val_srcc)` reports progress after each epoch."""
+@dataclass(frozen=True)
+class Round:
+    """One training round: its data, method options, settings and seed, the pseudo-labelled
+    split of a self-training round (eq. 10), and the model's procedure with its settings."""
+
+    train: Split
+    val: Split
+    opts: MethodOptions
+    settings: TrainSettings
+    seed: int
+    pseudo: Split | None = None
+    procedure: Callable[..., Procedure] = Supervised
+    procedure_config: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a round reports: `log(line)` writes the stage's log; `on_epoch(epoch, epochs,
+    train_loss, val_metric)` moves its progress bar (epoch 0: started)."""
+
+    log: Callable[[str], None]
+    on_epoch: Callable[[int, int, float, float], None] | None = None
+
+    def epoch(self, epoch: int, epochs: int, loss: float, metric: float) -> None:
+        if self.on_epoch is not None:
+            self.on_epoch(epoch, epochs, loss, metric)
+
+
+def train_round(model: nn.Module, training: Round, progress: Progress) -> RoundResult:
+    """Train for `training.settings.epochs` epochs with the round's procedure; keep the best epoch
+    by validation SRCC, reported after each epoch."""
+    settings, val = training.settings, training.val
     model.to(settings.device)
-    trainer = procedure(model, train, pseudo, opts, settings, seed, **(procedure_config or {}))
+    trainer = training.procedure(
+        model, training.train, training.pseudo, training.opts, settings, training.seed,
+        **training.procedure_config,
+    )  # fmt: skip
 
     best_srcc, best_state, best_epoch, rows = -np.inf, None, -1, []
-    if on_epoch is not None:
-        on_epoch(0, settings.epochs, float("nan"), float("nan"))  # started
+    progress.epoch(0, settings.epochs, float("nan"), float("nan"))  # started
     for epoch in range(settings.epochs):
         model.train()
         train_loss = trainer.epoch(epoch).item()  # the one host sync of the epoch
@@ -343,12 +338,11 @@ def train_round(
             raise Diverged(f"training loss became {train_loss} in epoch {epoch + 1}")
         val_metrics = evaluate(predicted_scores(predict_logits(model, val, settings)), val.scores)
         rows.append({"epoch": epoch + 1, "train_loss": train_loss, **val_metrics})
-        log(
+        progress.log(
             f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} "
             f"val srcc {val_metrics['srcc']:.4f} plcc {val_metrics['plcc']:.4f}"
         )
-        if on_epoch is not None:
-            on_epoch(epoch + 1, settings.epochs, train_loss, val_metrics["srcc"])
+        progress.epoch(epoch + 1, settings.epochs, train_loss, val_metrics["srcc"])
         srcc = val_metrics["srcc"]
         if np.isfinite(srcc) and srcc > best_srcc:
             best_srcc, best_epoch, best_state = srcc, epoch + 1, cpu_state(model)

@@ -11,34 +11,34 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from dataclasses import dataclass, replace
 from multiprocessing.managers import SyncManager
 
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
-from bench.errors import UserError
-from bench.plan import Context, Stage
-from bench.reproducible import pin_cpu_kernels
-from bench.store import Store, write_json
+from bench.run.dag import Context, Stage
+from bench.run.lifeline import exit_with
+from bench.run.reproducible import pin_cpu_kernels
+from bench.run.store import Store, write_json
+from iaa_common import UserError
 
 
 @dataclass(frozen=True)
-class Plan:
+class Schedule:
     stages: list[Stage]  # unique, parents before children
     cached: set[str]  # ids already stored as ok (reused unless forced)
 
 
-def plan(chains: list[list[Stage]], store: Store, force: bool) -> Plan:
-    """Deduplicate the stage chains of many runs, parents first."""
+def schedule(chains: list[list[Stage]], store: Store, force: bool) -> Schedule:
+    """Deduplicate the stage chains of many runs, parents first (in the chains' order)."""
     unique: dict[str, Stage] = {}
     for chain in chains:
         for stage in chain:
             unique.setdefault(stage.id, stage)
     ordered = sorted(unique.values(), key=lambda stage: stage.depth)
     cached = set() if force else {s.id for s in ordered if store.is_ok(s.id)}
-    return Plan(ordered, cached)
+    return Schedule(ordered, cached)
 
 
 def check_settings(device: str, backend: str) -> None:
@@ -80,20 +80,21 @@ def _register_backend(backend: str) -> None:
         register_ray()
 
 
-def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, dict]:
-    """Run every stage of the plan that is not cached; return each computed stage's status."""
+def execute(the_schedule: Schedule, ctx: Context, jobs: int, backend: str) -> dict[str, dict]:
+    """Run every stage of the schedule that is not cached; return each computed stage's
+    status."""
     store = Store(ctx.results)
     store.clean_temporaries()
-    todo = [s for s in the_plan.stages if s.id not in the_plan.cached]
+    todo = [s for s in the_schedule.stages if s.id not in the_schedule.cached]
     if not todo:
         return {}
     pin_cpu_kernels()  # the worker processes started below inherit it
-    from bench.stages import run_stage  # torch is loaded only when something must run
+    from bench.run.stages import run_stage  # torch is loaded only when something must run
 
     _register_backend(backend)
     backend_config, started_ray = {}, False
     if backend == "ray":
-        from bench import ray_cluster
+        from bench.run import ray_cluster
 
         started_ray = ray_cluster.connect(jobs)
         ray_cluster.check_store(ctx.results)
@@ -133,26 +134,6 @@ def execute(the_plan: Plan, ctx: Context, jobs: int, backend: str) -> dict[str, 
 
             ray.shutdown()
     return outcomes
-
-
-_WATCHING: set[int] = set()  # the parents this process already watches
-
-
-def exit_with(parent: int) -> None:
-    """In a child of the runner (a worker, the progress queue's manager): exit as soon as the
-    runner is gone, even when it was killed with SIGKILL, which it cannot pass on (a child left
-    alone would compute for nothing or idle forever, and keep the resource trackers alive).
-    A stage being computed is then absent from the store, never half-written."""
-    if parent in _WATCHING or os.getpid() == parent:
-        return
-    _WATCHING.add(parent)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 class _EpochBars:
