@@ -4,11 +4,11 @@ Scores are always on the paper's 10-point scale (Figure 1). Distribution dataset
 synth-ava) also carry 10-bin rating distributions for ratings 1..10; scalar datasets carry
 `dists=None` and are trained with MSE (paper, Appendix A.2).
 
-Beyond pixels and labels, a split carries what some models need per image (DESIGN.md,
-"Baselines"): `aspect`, the width / height of the image as it was before any resize (HGCN's
-layout-aware adjacency), and `group`, an integer group id (BIAA's meta-learning tasks, TANet's
-theme pre-training on the embedded benchmark): AVA's challenge, TAD66K's theme, PARA's
-session, the embedded benchmark's scene category.
+Beyond pixels and labels, a split carries what some models need per image (a model's
+`needs`, docs/DESIGN.md "Adding things"): `aspect`, the width / height of the image as it was
+before any resize (HGCN's layout-aware adjacency), and `group`, an integer group id (BIAA's
+meta-learning tasks, TANet's theme pre-training on the embedded benchmark): AVA's challenge,
+TAD66K's theme, PARA's session, the embedded benchmark's scene category.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Method options of a run (DESIGN.md: methods are options of a run, not model subclasses)."""
+"""Method options of a run: methods are options of a run, not model subclasses (docs/DESIGN.md,
+"Adding things")."""
 
 from __future__ import annotations
 
