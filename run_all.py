@@ -26,17 +26,21 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-# MethodOptions field -> the command-line option that sets it for every row of a grid
-COMMON_OPTIONS = {
-    "tfa_pairs": "tfa_pairs",
-    "tau1": "tau1",
-    "tau2": "tau2",
-    "emd_form": "emd",
-    **{f"{m}_{k}": f"{m}_{k}" for m in ("lds", "fds") for k in ("kernel", "ks", "sigma")},
-    "lds_reweight": "lds_reweight",
-    "fds_momentum": "fds_momentum",
-    "ranksim_lambda": "ranksim_lambda",
-}
+# MethodOptions fields that the command line sets for every row of a grid (--tfa-pairs, ...)
+COMMON_OPTIONS = ("tfa_pairs", "tau1", "tau2", "lds_reweight", "fds_momentum", "ranksim_lambda")
+COMMON_OPTIONS += tuple(f"{m}_{k}" for m in ("lds", "fds") for k in ("kernel", "ks", "sigma"))
+DIR_FLAGS = [  # (flag, type, help)
+    (f"--{m}-{key}", kind, f"{m.upper()} window {text}")
+    for m in ("lds", "fds")
+    for key, kind, text in (("kernel", str, "kernel: gaussian (default), triang, laplace"),
+                            ("ks", int, "size, odd (5)"), ("sigma", float, "width (2.0)"))
+]  # fmt: skip
+DIR_FLAGS += [
+    ("--lds-reweight", str, "LDS reweighting: sqrt_inv (default) or inverse"),
+    ("--fds-momentum", float, "FDS running-statistics momentum (0.9)"),
+    ("--ranksim-gamma", float, "weight of the RankSim term"),
+    ("--ranksim-lambda", float, "RankSim interpolation lambda (2.0)"),
+]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -80,6 +84,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="weights from a local file, e.g. swinv2=/ckpt/swinv2_base_window8_256.pth; a model "
         "with several pretrained parts takes one per part (tanet.theme=resnet18_places365.pth.tar)",
     )
+    p.add_argument(
+        "--recipe",
+        action="append",
+        default=[],
+        metavar="[MODEL.]KEY=VALUE",
+        help="a recipe key over the models' recipes, e.g. musiq.batch_size=64 with "
+        "musiq.batch_fit=accumulate (keys: docs/DESIGN.md, bench/train/settings.py)",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="MODEL=NAME[,NAME]",
+        help="a named variant of a model instead of its default form (see --list)",
+    )
     p.add_argument("--results", type=Path, default=Path("results"), help="results store")
     p.add_argument("--force", action="store_true", help="recompute stored stages")
     p.add_argument("--dry-run", action="store_true", help="list the stages, cached or not")
@@ -89,6 +108,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="render from the results store without training; a cell not run is marked so",
     )
     p.add_argument("--list", action="store_true", help="models, datasets, tables, profiles")
+    p.add_argument("--verify-store", action="store_true", help="check every stored stage "
+                   "(sizes, SHA-256): the damaged go to quarantine")  # fmt: skip
+    p.add_argument("--write-manifests", action="store_true", help="with --verify-store: a "
+                   "manifest for each stage stored before manifests")  # fmt: skip
     m = p.add_argument_group("method options (the paper's defaults)")
     m.add_argument("--tfa-pairs", type=int, help="mixed pairs appended per batch")
     m.add_argument("--tau1", type=float, help="TFA temperature of eq. 2 and 4 (0.2)")
@@ -97,22 +120,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     m.add_argument("--tau2-grid", help="Figure 5's tau2 values, e.g. 2,4,6")
     m.add_argument("--flsa-weight", type=float, help="weight of the FLSA loss (1.0)")
     m.add_argument(
-        "--emd", choices=["per_sample", "batch_rms"], help="EMD form (batch_rms: official code)"
+        "--emd",
+        choices=["per_sample", "batch_rms"],
+        help="EMD form of every model (default: each model's recipe; paper: its official code's)",
     )
     d = p.add_argument_group("deep imbalanced regression options (LDS, FDS, RankSim)")
-    d.add_argument("--lds-kernel", help="LDS window: gaussian (default), triang, laplace")
-    d.add_argument("--lds-ks", type=int, help="LDS window size, odd (5)")
-    d.add_argument("--lds-sigma", type=float, help="LDS window width (2.0)")
-    d.add_argument("--lds-reweight", help="LDS reweighting: sqrt_inv (default) or inverse")
-    d.add_argument("--fds-kernel", help="FDS window: gaussian (default), triang, laplace")
-    d.add_argument("--fds-ks", type=int, help="FDS window size, odd (5)")
-    d.add_argument("--fds-sigma", type=float, help="FDS window width (2.0)")
-    d.add_argument("--fds-momentum", type=float, help="FDS running-statistics momentum (0.9)")
-    d.add_argument("--ranksim-gamma", type=float, help="weight of the RankSim term")
-    d.add_argument("--ranksim-lambda", type=float, help="RankSim interpolation lambda (2.0)")
+    for flag, kind, text in DIR_FLAGS:
+        d.add_argument(flag, type=kind, help=text)
     args = p.parse_args(argv)
-    if not args.list and not (args.table or args.figure or args.model):
-        p.error("give --table, --figure or --model (or --list)")
+    if not args.list and not (args.table or args.figure or args.model or args.verify_store):
+        p.error("give --table, --figure or --model (or --list, --verify-store)")
+    if args.write_manifests and not args.verify_store:
+        p.error("--write-manifests goes with --verify-store")
     if args.table and args.figure:
         p.error("give --table or --figure, not both")
     if (args.tau1_grid or args.tau2_grid) and not args.figure:
@@ -126,36 +145,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def print_list() -> None:
-    from baselines import list_models
-    from baselines.registry import describe_model
-    from bench.data.registry import dataset_names
-    from bench.profiles import PROFILES
-    from tables.specs import TABLES
-
-    print("models:")
-    for name, description in list_models().items():
-        print(f"  {name:10s} {description}")
-        for line in describe_model(name):
-            print(f"  {'':10s}   {line}")
-    print(
-        "  (one run: --model NAME [--methods tfa,flsa,apds]; a table on it: --table 4 --model NAME)"
-    )
-    print("methods: tfa (feature|pixel level; elta|random|threshold sampling), flsa, apds;")
-    print("         lds, fds, ranksim (deep imbalanced regression, baselines/dir)")
-    print("datasets:", ", ".join(dataset_names()))
-    print("tables:")
-    for key, spec in TABLES.items():
-        print(f"  {key:10s} {spec.title}: {spec.caption} ({', '.join(spec.paper_datasets)})")
-    print("figures:")
-    print("  1          score histograms of the datasets beside the paper's Figure 1")
-    print("  5          test SRCC of TFA over a tau1 x tau2 grid (--tau1-grid, --tau2-grid)")
-    print("  tail       MAE per score bin of Table 1's models; L/M/H with and without ELTA")
-    print("profiles:")
-    for name, profile in PROFILES.items():
-        print(f"  {name:10s} {profile.description}")
-
-
 def main(argv: list[str] | None = None) -> int:
     from bench.run.reproducible import pin_cpu_kernels
 
@@ -163,8 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.list:
-            print_list()
+            from tables.listing import listing
+
+            print(listing())
             return 0
+        if args.verify_store:
+            from bench.run.store import verify_store
+
+            summary, code = verify_store(args.results, args.write_manifests)
+            print(summary)
+            return code
         request, how = settings(args)
         if args.figure:
             return run_figure(args, request, how)
@@ -181,7 +178,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def settings(args: argparse.Namespace):
     """The command line as a `Request` (what every grid runs) and an `Execution` (how)."""
-    from bench.run.grid import DataSource, GridOptions, Request, parse_weights
+    from bench.run.grid import (
+        DataSource,
+        GridOptions,
+        Request,
+        parse_recipe,
+        parse_variants,
+        parse_weights,
+    )
     from bench.run.pipeline import Execution
 
     how = Execution(
@@ -189,8 +193,8 @@ def settings(args: argparse.Namespace):
         force=args.force, cached_only=args.cached_only, dry_run=args.dry_run,
     )  # fmt: skip
     options = GridOptions(
-        common={key: getattr(args, flag) for key, flag in COMMON_OPTIONS.items()
-                if getattr(args, flag) is not None},
+        common={key: getattr(args, key) for key in COMMON_OPTIONS
+                if getattr(args, key) is not None},
         **{key: getattr(args, flag) for key, flag in (("flsa_weight", "flsa_weight"),
            ("ranksim_weight", "ranksim_gamma")) if getattr(args, flag) is not None},
     )  # fmt: skip
@@ -201,21 +205,25 @@ def settings(args: argparse.Namespace):
     request = Request(
         profile=args.profile, seeds=args.seeds, dataset=args.dataset,
         options=options, data=DataSource(args.data_root, args.unlabeled),
-        weights=weights, eval_only=args.eval_only,
+        weights=weights, eval_only=args.eval_only, variants=parse_variants(args.variant),
+        recipe=parse_recipe([*args.recipe, *([f"emd={args.emd}"] if args.emd else [])]),
     )  # fmt: skip
     return request, how
 
 
 def _show(made, how, heading: str = "") -> int:
-    """Print what a table or figure made (a dry run: its stages); its exit code."""
+    """Print what a table or figure made (a dry run: its stages); its exit code: 3 when the
+    store held damaged stages (bench/run/store.py), else 1 when a run failed."""
     from bench.run.pipeline import Outcome
+    from bench.run.store import EXIT_DAMAGED, damage_found
 
+    damaged = EXIT_DAMAGED if damage_found() else 0
     if isinstance(made, Outcome):
         print(made.describe(how.jobs or os.cpu_count() or 1))  # one stage per core on a CPU
-        return 0
+        return damaged
     written = ", ".join(str(path) for path in made.paths)
     print(f"{heading}written: {written}" if heading else f"{made.text}\nwritten: {written}")
-    return int(made.failed)
+    return max(damaged, int(made.failed))
 
 
 def run_table(args: argparse.Namespace, request, how) -> int:

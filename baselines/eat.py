@@ -30,10 +30,12 @@ What the official code does and what we do:
   same points, so a sample's score depends on the other images of its batch and on the batch
   size, in evaluation too. The method is per image (the official README: the model learns
   "where to locate interest points" in a photo; DAT's grid, which they replace, is shared only
-  because it is fixed), and nothing in it needs other images: the batch mean is the bug. Here
-  each sample has its own interest points (the official computation at batch size 1), so eval
-  outputs are batch-independent. `interest_points = "batch_mean"` restores the official
-  behaviour, e.g. to score the released weights (trained that way, batch 16) as they were.
+  because it is fixed), and nothing in it needs other images: the batch mean looks like a bug.
+  The `paper` config keeps it (`interest_points = "batch_mean"`, with the official batches of
+  16, in training and evaluation), so that the released weights score as the authors ran them;
+  `interest_points = "per_sample"` (the `per_sample` variant, and the `cpu` and `smoke`
+  configs) gives each sample its own interest points (the official computation at batch size
+  1), so that eval outputs are batch-independent.
 - The official gate goes through numpy on detached tensors (a host sync per block). The gate is
   a step function of the offsets and interest points, so its gradient is zero wherever it is
   defined: computing it in torch on detached values (vectorised, on the input's device) gives
@@ -46,30 +48,37 @@ What the official code does and what we do:
 - Initialisation: the official `reset_parameters` loops over parameters, not modules, so it
   never fires; the effective init is PyTorch's default for every Linear/Conv and LayerNorm,
   truncated normal (std 0.01) for the relative-position tables. We use that same init.
-- Head. The official head is cls_norm (LayerNorm) -> global average pool -> cls_head
-  Linear(1024, 10) with no softmax: its raw outputs go into the batch-RMS EMD
-  (`AVA/util.py: EDMLoss`, `AVA/main_nni.py`), and the expected score is taken of the raw
-  outputs too. Here `forward_head` returns logits and the harness's loss takes the softmax, as
-  for every model. Exception: after loading EAT's released trained state dict, whose head was
-  trained to emit the distribution itself, `forward_head` returns log(max(raw, 1e-6)), so the
-  harness's softmax gives back raw / sum(raw), i.e. the released model's own distribution where
-  its outputs are positive (`head_reads_distribution`, a buffer; the official `get_score` sums
-  k * raw_k without dividing by sum(raw)).
+- Head (config key `head`, the model's `output`: bench/train/losses.py). The official head is
+  cls_norm (LayerNorm) -> global average pool -> cls_head, a Linear with no softmax
+  (`AVA/models/dat.py`). On AVA (10 outputs) its raw outputs ARE the distribution: the
+  batch-RMS EMD is taken on them (`AVA/util.py: EDMLoss`) and the score is sum_k k * out_k
+  (`AVA/main_nni.py: get_score`), neither normalised nor clipped: head "distribution" (the
+  default at `paper`), which the harness reads the same way. On TAD66K one output trained by
+  MSE on score / 10 (`TAD66K/configs/dat_base.yaml` num_classes 1): head "score",
+  Linear(1024, 1) raw (the paper config's `datasets.tad66k`). Head "logits": the same
+  Linear(1024, 10) read as logits (the harness takes their softmax), the `dist_head` variant
+  at paper, the head of the `cpu` and `smoke` configs and the default when a config names none.
+  Every head is one Linear created at the same point, so a seed gives the same weights up to
+  the head.
 
 Pooled feature (`forward_features`): the 1024-d vector after `cls_norm` and global average
 pooling, the input of `cls_head`. ELTA's code mixes (TFA) and aligns (FLSA) the average-pooled
 backbone feature right before its head; in EAT that is this vector, the only one that feeds the
 head (one linear layer), and the last place where an image is one vector.
 
-Weights (`weights` maps a part to a local file; read with weights_only=True):
+Weights (`weights` maps a part to a local file; read by baselines/weights.py, which runs no
+code: DAT's training checkpoints, which pickle a yacs config beside `model`, are refused, so
+save their `model` entry alone):
 - `backbone`: DAT-B ImageNet `dat_base_in1k_224.pth` (`ckpt['model']`, DAT's key names) or an
   EAT trained state dict: everything but `cls_head`. DAT has no `ref_point14`: left at its
   random init, as the official `load_state_dict(..., strict=False)` does.
 - `auto`: recognised by its keys. DAT ImageNet (no `ref_point14`, 1000-way `cls_head`): as
-  `backbone`. EAT's released AVA state dict (`AVA_AOT_vacc_0.8259_srcc_0.7596_vlcc_0.7710.pth`:
-  DAT-B keys + `ref_point14` per D block, `cls_head` 1024 -> 10): loaded whole. EAT's TAD66K
-  state dict (`cls_head` 1024 -> 1, a score trained with MSE): a UserError, since a scalar head
-  has no faithful 10-bin form; its backbone loads with part `backbone`.
+  `backbone`. An EAT trained state dict (DAT-B keys + `ref_point14` per D block) loads whole
+  when its `cls_head` fits the head: EAT's released AVA file
+  (`AVA_AOT_vacc_0.8259_srcc_0.7596_vlcc_0.7710.pth`, 1024 -> 10) into head "distribution"
+  as it is (into head "logits" it loads too, with a warning: its outputs are not logits), the
+  released TAD66K file (`TAD66K_AOT_...`, 1024 -> 1) into head "score". A head that does not
+  fit is a UserError; the file's backbone loads with part `backbone`.
 Buffers that the official modules save (`relative_position_index`, `attn_mask`) are derived
 from the config and recomputed here; file keys with those names are ignored.
 """
@@ -77,7 +86,7 @@ from the config and recomputed here; file keys with those names are ignored.
 from __future__ import annotations
 
 import math
-import pickle
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,12 +96,12 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 from torch import nn
 
+from baselines.weights import load_checked, read_state_dict
 from iaa_common import NUM_BINS, UserError
 
 GATE_DAMP = 0.25  # EAT's factor for offsets that do not point away from the centre
-LOG_FLOOR = 1e-6  # released EAT head: raw outputs are read as probabilities, floored here
 DERIVED_BUFFERS = ("relative_position_index", "attn_mask")
-OWN_BUFFER = "head_reads_distribution"  # ours, not in the official files
+HEAD_OUTPUTS = {"logits": NUM_BINS, "distribution": NUM_BINS, "score": 1}  # head -> outputs
 
 
 def gate_offsets(offset: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -373,11 +382,15 @@ class EAT(nn.Module):
         expansion: int = 4,
         drop_path_rate: float = 0.0,
         interest_points: str = "per_sample",
+        head: str = "logits",
     ):
         super().__init__()
+        if head not in HEAD_OUTPUTS:
+            raise ValueError(f"EAT head must be one of {', '.join(HEAD_OUTPUTS)}, not {head!r}")
         if img_size % (patch_size * 8):
             raise ValueError(f"img_size {img_size} must be divisible by 8 * patch {patch_size}")
         self.img_size = img_size
+        self.output = head
         self.patch_proj = nn.Sequential(
             nn.Conv2d(3, dims[0], patch_size, patch_size), LayerNormProxy(dims[0])
         )
@@ -412,11 +425,8 @@ class EAT(nn.Module):
             for i in range(3)
         )
         self.cls_norm = LayerNormProxy(dims[-1])
-        self.cls_head = nn.Linear(dims[-1], NUM_BINS)
+        self.cls_head = nn.Linear(dims[-1], HEAD_OUTPUTS[head])
         self.feature_dim = dims[-1]
-        # True once EAT's released trained head is loaded (it emits the distribution itself).
-        # A buffer, so that it travels with the state dict (a stored best checkpoint).
-        self.register_buffer("head_reads_distribution", torch.tensor(False))
 
     @staticmethod
     def _conv_norm(block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -435,11 +445,9 @@ class EAT(nn.Module):
         return self.cls_norm(x).mean(dim=(1, 2))
 
     def forward_head(self, z: torch.Tensor) -> torch.Tensor:
-        """Logits over the 10 rating bins (no softmax; the loss takes it). With EAT's released
-        head loaded, log(max(raw, 1e-6)): its raw outputs are the distribution."""
-        out = self.cls_head(z)
-        # where(), not `if`: no host sync on the flag
-        return torch.where(self.head_reads_distribution, out.clamp_min(LOG_FLOOR).log(), out)
+        """`cls_head`'s raw outputs: (B, 10) logits or distribution, or (B, 1) score / 10, as
+        the head (`output`) says."""
+        return self.cls_head(z)
 
     def forward(self, x: torch.Tensor, **extras) -> torch.Tensor:
         return self.forward_head(self.forward_features(x, **extras))
@@ -448,92 +456,58 @@ class EAT(nn.Module):
 # ---- weights --------------------------------------------------------------------------------
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A file's state dict with the official wrappers removed: `{'model': sd}` (DAT's
-    checkpoints), `{'state_dict': sd}`, `{'params': sd}`, a `module.` prefix; derived buffers
-    dropped. UserError (naming the file) for anything that is not a dict of tensors."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path}: weights file not found (model 'eat')") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"{path}: not readable as tensors only (weights_only=True: {first[:120]}); if it is "
-            "DAT's training checkpoint with a pickled config, save its 'model' entry alone"
-        ) from None
-    for wrapper in ("model", "state_dict", "params"):
-        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
-            obj = obj[wrapper]
-            break
-    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise UserError(f"{path}: not a state dict of tensors (model 'eat')")
-    out = {}
-    for key, value in obj.items():
-        key = key.removeprefix("module.")
-        if key.rsplit(".", 1)[-1] not in DERIVED_BUFFERS:
-            out[key] = value
-    return out
+WEIGHT_PARTS = ("auto", "backbone")
+
+
+def official_to_model(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A file's state dict -> ours: the official names are ours; the buffers derived from the
+    config (`relative_position_index`, `attn_mask`) are recomputed here, so dropped."""
+    return {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS}
 
 
 def load_weights(model: EAT, part: str, path: Path) -> str:
     """Load one weights file into `model` (see the module docstring for the parts and
     layouts). Returns the layout it recognised. Every mismatch is a one-line UserError."""
-    if part not in ("auto", "backbone"):
-        raise UserError(f"{path}: unknown weights part '{part}' for model 'eat' (auto, backbone)")
-    sd = read_state_dict(Path(path))
+    sd = official_to_model(read_state_dict(path))
     if "patch_proj.0.weight" not in sd or not any(k.startswith("stages.") for k in sd):
         raise UserError(
             f"{path}: not a DAT/EAT state dict (no 'patch_proj.0.weight' / 'stages.*' keys)"
         )
     has_interest = any(".ref_point14." in k for k in sd)
-    head = sd.get("cls_head.weight")
-    n_out = None if head is None else head.shape[0]
     if part == "backbone":
         layout = "EAT backbone" if has_interest else "DAT ImageNet backbone"
-    elif has_interest and n_out == 1:
-        raise UserError(
-            f"{path}: EAT's TAD66K layout, cls_head 1024 -> 1 (a score trained with MSE) has no "
-            "10-bin form; load its backbone with --weights eat.backbone=FILE"
-        )
-    elif has_interest:
-        layout = "EAT trained"
     else:
-        layout = "DAT ImageNet"
+        layout = "EAT trained" if has_interest else "DAT ImageNet"
     keep_head = layout == "EAT trained"
+    if keep_head and "cls_head.weight" in sd:
+        n_out, n_head = sd["cls_head.weight"].shape[0], model.cls_head.out_features
+        if n_out != n_head:
+            raise UserError(
+                f"{path}: its cls_head has {n_out} outputs, head '{model.output}' has {n_head} "
+                "(EAT's released AVA file: 10, head 'distribution'; its TAD66K file: 1, head "
+                "'score'); its backbone loads with --weights eat.backbone=FILE"
+            )
     if not keep_head:
         sd = {k: v for k, v in sd.items() if not k.startswith("cls_head.")}
 
-    own = model.state_dict()
-    unexpected = sorted(set(sd) - set(own))
-    if unexpected:
-        raise UserError(
-            f"{path}: {len(unexpected)} keys that EAT does not have, e.g. {unexpected[:3]}"
+    def required(key: str) -> bool:  # DAT has no interest points: they stay at init
+        if key.startswith("cls_head.") and not keep_head:
+            return False
+        return has_interest or ".ref_point14." not in key
+
+    load_checked(model, sd, path, "a DAT/EAT checkpoint for this config", required)
+    if keep_head and model.output == "logits":
+        warnings.warn(
+            f"{path}: a trained EAT head loaded into head 'logits' (its softmax is taken); "
+            "EAT's released AVA head emits the distribution itself (head 'distribution')",
+            stacklevel=2,
         )
-    optional = () if has_interest else (".ref_point14.",)
-    missing = sorted(
-        k for k in set(own) - set(sd) - {OWN_BUFFER}
-        if not (k.startswith("cls_head.") and not keep_head) and not any(o in k for o in optional)
-    )  # fmt: skip
-    if missing:
-        raise UserError(f"{path}: {len(missing)} keys missing for this config, e.g. {missing[:3]}")
-    for key, value in sd.items():
-        if value.shape != own[key].shape:
-            raise UserError(
-                f"{path}: '{key}' has shape {tuple(value.shape)}, this config needs "
-                f"{tuple(own[key].shape)} (DAT-B weights fit only the paper config)"
-            )
-    model.load_state_dict(sd, strict=False)
-    model.head_reads_distribution.fill_(keep_head)
     return layout
 
 
-def build(weights: dict[str, Path] | Path | None = None, **config) -> EAT:
-    """The registry's entry point (configs in models.toml). `weights`: part -> file; a bare
-    path counts as part `auto`."""
+def build(weights: dict[str, Path] | None = None, **config) -> EAT:
+    """The registry's entry point (configs in models.toml)."""
     model = EAT(**config)
-    if weights is not None:
-        parts = weights if isinstance(weights, dict) else {"auto": weights}
-        for part, path in parts.items():
-            load_weights(model, part, Path(path))
+    for part, path in (weights or {}).items():
+        load_weights(model, part, path)
     return model

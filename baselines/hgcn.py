@@ -87,30 +87,24 @@ Weights (local files only; `weights` maps a part to a path):
   official names (`conv1 bn1 layer1-4 conv1x1 lagcn1.gcns.<i>.{trans_1,trans_2,W}
   lagcn2.{conv_state,conv_proj,gcn,conv_extend,blocker} aesfc1 aesfc2`), e.g. the authors'
   `checkpoint_epoch_020.pth.tar` = {'epoch','arch','val','state_dict'}. No trained HLA-GCN
-  checkpoint was released. Files are read with `torch.load(weights_only=True)`; a file that
-  `jittor.save` wrote (a pickle of numpy arrays followed by a SHA-1 and the tag b"HCAJSLHD"; the
-  checksum is verified) or a plain pickle of numpy arrays is read without Jittor by an unpickler
-  that refuses every global but numpy's array/scalar reconstruction, so no code is unpickled.
-  Jittor's state dicts also hold the constant grids `lagcn1.gcns.<i>.{x_square,y_square}`;
-  those are recomputed here and ignored.
+  checkpoint was released. Files are read by baselines/weights.py: PyTorch files, and the
+  files `jittor.save` writes (a pickle of numpy arrays followed by a SHA-1 and a tag; the
+  checksum is verified) or plain pickles of numpy arrays, without Jittor and without unpickling
+  any code. Jittor's state dicts also hold the constant grids
+  `lagcn1.gcns.<i>.{x_square,y_square}`; those are recomputed here and ignored.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import math
-import pickle
-import warnings
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.weights import load_checked, read_state_dict
 from iaa_common import NUM_BINS, UserError
 
 # --------------------------------------------------------------------------------------------
@@ -329,147 +323,45 @@ class HLAGCN(nn.Module):
 # --------------------------------------------------------------------------------------------
 # Weights
 
-_JITTOR_TAG = b"HCAJSLHD"  # jittor.save: pickle(protocol 4) + sha1(pickle) + this tag
+WEIGHT_PARTS = ("auto", "backbone")
 _JITTOR_CONSTANTS = ("x_square", "y_square")  # constant distance grids in Jittor state dicts
 _HLAGCN_PREFIXES = ("conv1x1.", "lagcn1.", "lagcn2.", "aesfc1.", "aesfc2.")
 
-try:  # numpy >= 2
-    from numpy._core import multiarray as _multiarray
-except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core import multiarray as _multiarray
 
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles dicts/lists of numpy arrays and scalars; refuses every other global."""
-
-    _ALLOWED = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("collections", "OrderedDict"): OrderedDict,
-        **{
-            (module, name): getattr(_multiarray, name)
-            for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-            for name in ("_reconstruct", "scalar")
-        },
+def official_to_model(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A file's state dict -> ours: drops Jittor's constant grids and the ImageNet classifier
+    `fc.*`. Our module names are the official ones, so no renaming is needed."""
+    return {
+        key: value
+        for key, value in state.items()
+        if not key.startswith("fc.") and key.rsplit(".", 1)[-1] not in _JITTOR_CONSTANTS
     }
 
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
-        return self._ALLOWED[(module, name)]
 
-
-def _read_file(path: Path):
-    with open(path, "rb") as f:
-        f.seek(0, io.SEEK_END)
-        size = f.tell()
-        f.seek(max(size - len(_JITTOR_TAG), 0))
-        tail = f.read()
-    if tail == _JITTOR_TAG and size > 28:
-        data = path.read_bytes()
-        payload, checksum = data[:-28], data[-28:-8]
-        if hashlib.sha1(payload).digest() != checksum:
-            raise UserError(f"{path}: Jittor checkpoint with a wrong checksum (corrupt file?)")
-        try:
-            return _NumpyOnlyUnpickler(io.BytesIO(payload)).load()
-        except Exception as err:
-            raise UserError(f"{path}: cannot read this Jittor checkpoint ({err})") from err
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols it did not write
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        try:  # a plain pickle of numpy arrays (jittor.save without its trailer)
-            with open(path, "rb") as f:
-                return _NumpyOnlyUnpickler(f).load()
-        except Exception:
-            pass
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: not a readable PyTorch weights file ({first})") from err
-
-
-def official_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
-    """A loaded file -> {our key: tensor}. Unwraps {'state_dict'|'model'|'params': ...}, strips
-    `module.`, drops Jittor's constant grids and the ImageNet classifier `fc.*`. Our module
-    names are the official ones, so no other renaming is needed."""
-    while isinstance(obj, Mapping):
-        inner = next(
-            (obj[k] for k in ("state_dict", "model", "params") if isinstance(obj.get(k), Mapping)),
-            None,
-        )
-        if inner is None:
-            break
-        obj = inner
-    if not isinstance(obj, Mapping) or not obj:
-        raise UserError(f"{path}: not a state dict (expected a mapping of parameter names)")
-    state = {}
-    for key, value in obj.items():
-        key = str(key).removeprefix("module.")
-        if key.startswith("fc.") or key.rsplit(".", 1)[-1] in _JITTOR_CONSTANTS:
-            continue
-        if isinstance(value, np.ndarray | np.generic):
-            value = torch.from_numpy(np.array(value))
-        if not isinstance(value, torch.Tensor):
-            raise UserError(f"{path}: entry '{key}' is not a tensor; not a state dict")
-        state[key] = value
-    return state
-
-
-def _assign(model: HLAGCN, state: dict, prefixes: tuple[str, ...], path: Path) -> None:
-    target = {
-        k: v
-        for k, v in model.state_dict().items()
-        if k.startswith(prefixes) and not k.endswith("num_batches_tracked")
-    }
-    state = {k: v for k, v in state.items() if k.startswith(prefixes)}
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    if missing or unexpected:
-        what = []
-        if missing:
-            what.append(f"{len(missing)} missing keys (e.g. '{missing[0]}')")
-        if unexpected:
-            what.append(f"{len(unexpected)} unexpected keys (e.g. '{unexpected[0]}')")
-        raise UserError(f"{path}: does not fit this HLA-GCN config: {', '.join(what)}")
-    for k, v in target.items():
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise UserError(
-                f"{path}: shape mismatch at '{k}': file {tuple(state[k].shape)}, "
-                f"model {tuple(v.shape)} (wrong profile or bins?)"
-            )
-    model.load_state_dict(state, strict=False)
-
-
-def load_weights(model: HLAGCN, weights: Mapping[str, Path] | Path | str) -> None:
-    """Load local weight files. Parts: `backbone` (an ImageNet ResNet-50 state dict) and `auto`
+def load_weights(model: HLAGCN, part: str, path: Path) -> None:
+    """Load a weights file: `backbone` (an ImageNet ResNet-50 state dict) or `auto`
     (recognised by its keys: an ImageNet ResNet-50, or a whole HLA-GCN under the official
-    names). A bare path counts as `auto`."""
-    if isinstance(weights, str | Path):
-        weights = {"auto": weights}
-    for part, path in weights.items():
-        path = Path(path)
-        if part not in ("auto", "backbone"):
-            raise UserError(f"{path}: unknown weights part '{part}' for hgcn (auto, backbone)")
-        if not path.is_file():
-            raise UserError(f"{path}: weights file not found")
-        state = official_state_dict(_read_file(path), path)
-        whole = any(k.startswith(_HLAGCN_PREFIXES) for k in state)
-        if part == "auto" and whole:
-            _assign(model, state, BACKBONE_PREFIXES + _HLAGCN_PREFIXES, path)
-        elif "layer4.0.conv1.weight" in state:
-            _assign(model, state, BACKBONE_PREFIXES, path)
-        else:
-            raise UserError(
-                f"{path}: unrecognised layout for hgcn part '{part}': expected an ImageNet "
-                "ResNet-50 state dict (conv1, bn1, layer1-4) or an HLA-GCN checkpoint "
-                "(..., conv1x1, lagcn1, lagcn2, aesfc1, aesfc2)"
-            )
+    names)."""
+    state = official_to_model(read_state_dict(path))
+    if part == "auto" and any(k.startswith(_HLAGCN_PREFIXES) for k in state):
+        prefixes, what = BACKBONE_PREFIXES + _HLAGCN_PREFIXES, "an HLA-GCN model"
+    elif "layer4.0.conv1.weight" in state:
+        prefixes, what = BACKBONE_PREFIXES, "a ResNet-50 backbone"
+    else:
+        raise UserError(
+            f"{path}: unrecognised layout for hgcn part '{part}': expected an ImageNet "
+            "ResNet-50 state dict (conv1, bn1, layer1-4) or an HLA-GCN checkpoint "
+            "(..., conv1x1, lagcn1, lagcn2, aesfc1, aesfc2)"
+        )
+    state = {k: v for k, v in state.items() if k.startswith(prefixes)}
+    load_checked(
+        model, state, path, f"{what} for this config", lambda key: key.startswith(prefixes)
+    )
 
 
-def build(weights: Mapping[str, Path] | Path | None = None, **config) -> HLAGCN:
+def build(weights: dict[str, Path] | None = None, **config) -> HLAGCN:
     """The registry's entry point (configs in models.toml)."""
     model = HLAGCN(**config)
-    if weights is not None:
-        load_weights(model, weights)
+    for part, path in (weights or {}).items():
+        load_weights(model, part, path)
     return model

@@ -83,6 +83,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.weights import load_checked, read_state_dict
 from iaa_common import IMAGENET_MEAN, IMAGENET_STD, NUM_BINS, UserError
 
 GAUSS_RADIUS = 1.5  # tf GaussianKernelFunc: radius 1.5, sigma = radius / 3
@@ -452,30 +453,22 @@ class MUSIQ(nn.Module):
 
 # --------------------------------------------------------------------------- weights
 
-PARTS = ("auto", "backbone")
+WEIGHT_PARTS = ("auto", "backbone")
 
 
 def _read(path: Path) -> dict[str, np.ndarray | torch.Tensor]:
-    """A checkpoint as a flat dict: an .npz (numpy, no pickles) or a torch file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: weights file not found (model 'musiq')")
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                is_npz = any(name.endswith(".npy") for name in z.namelist())
-            if is_npz:
+    """A checkpoint as a flat dict: the official JAX .npz (numpy, no pickles), else a torch file
+    (baselines/weights.py)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            is_npz = any(name.endswith(".npy") for name in z.namelist())
+        if is_npz:
+            try:
                 with np.load(path, allow_pickle=False) as data:
                     return {k: data[k] for k in data.files}
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unreadable, pickled code, truncated...
-        raise UserError(f"{path}: cannot read MUSIQ weights ({type(err).__name__}: {err})") from err
-    for key in ("params", "state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise UserError(f"{path}: not a state dict (got {type(state).__name__})")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+            except Exception as err:  # truncated, pickled arrays...
+                raise UserError(f"{path}: cannot read this .npz ({type(err).__name__})") from None
+    return read_state_dict(path)
 
 
 def _jax_name(rel: str, value: np.ndarray) -> tuple[str, np.ndarray] | None:
@@ -576,11 +569,9 @@ def _from_pyiqa(state: dict, path: Path) -> tuple[dict, dict]:
     return state, head
 
 
-def load_weights(model: MUSIQ, path: Path, part: str = "auto") -> list[str]:
-    """Load a MUSIQ checkpoint (layout recognised by its keys) into `model`; returns the names
-    loaded. Part 'backbone' never loads the head; a head is loaded only if it has 10 outputs."""
-    if part not in PARTS:
-        raise UserError(f"musiq: unknown weights part '{part}'; valid parts: {', '.join(PARTS)}")
+def load_weights(model: MUSIQ, part: str, path: Path) -> None:
+    """Load a MUSIQ checkpoint (layout recognised by its keys) into `model`. Part 'backbone'
+    never loads the head; a head is loaded only if it has 10 outputs."""
     flat = _read(path)
     if any("conv_root/kernel" in k for k in flat):
         body, head = _from_jax({k: np.asarray(v) for k, v in flat.items()}, path)
@@ -591,44 +582,24 @@ def load_weights(model: MUSIQ, path: Path, part: str = "auto") -> list[str]:
         raise UserError(
             f"{path}: not a MUSIQ checkpoint (pyiqa .pth or official .npz); keys start {sample}"
         )
-    own = model.state_dict()
-    expected = {k for k in own if not k.startswith("head.")}
-    missing, extra = sorted(expected - set(body)), sorted(set(body) - expected)
-    if missing or extra:
-        raise UserError(
-            f"{path}: MUSIQ keys do not match this model (missing {missing[:3]}, "
-            f"unexpected {extra[:3]})"
-        )
     take_head = (
         part == "auto"
         and "pre_logits" not in head
-        and tuple(np.shape(head.get("head.weight", ()))) == tuple(own["head.weight"].shape)
+        and tuple(np.shape(head.get("head.weight", ()))) == tuple(model.head.weight.shape)
     )
     if take_head:
         body.update({k: head[k] for k in ("head.weight", "head.bias")})
-    tensors = {}
-    for key, value in body.items():
-        t = torch.as_tensor(np.ascontiguousarray(value) if isinstance(value, np.ndarray) else value)
-        if tuple(t.shape) != tuple(own[key].shape):
-            raise UserError(
-                f"{path}: '{key}' has shape {tuple(t.shape)}, this MUSIQ config needs "
-                f"{tuple(own[key].shape)}"
-            )
-        tensors[key] = t.to(own[key].dtype)
-    model.load_state_dict(tensors, strict=False)
-    return sorted(tensors)
+    state = {
+        key: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
+        for key, v in body.items()
+    }
+    what = "a MUSIQ checkpoint for this config"
+    load_checked(model, state, path, what, lambda key: not key.startswith("head."))
 
 
-def build(weights: dict[str, Path] | Path | None = None, **config) -> MUSIQ:
-    """The registry's entry point (configs in models.toml). `weights`: part -> file ('auto',
-    'backbone'); a bare path is part 'auto'."""
-    for reserved in ("recipe", "procedure", "pretrain"):  # the harness's keys, not the model's
-        config.pop(reserved, None)
+def build(weights: dict[str, Path] | None = None, **config) -> MUSIQ:
+    """The registry's entry point (configs in models.toml)."""
     model = MUSIQ(**config)
-    if weights is None:
-        return model
-    if not isinstance(weights, dict):
-        weights = {"auto": weights}
-    for part, path in weights.items():
-        load_weights(model, Path(path), part)
+    for part, path in (weights or {}).items():
+        load_weights(model, part, path)
     return model

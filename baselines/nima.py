@@ -94,6 +94,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.weights import load_checked, read_state_dict
 from iaa_common import IMAGENET_MEAN, IMAGENET_STD, NUM_BINS, UserError
 
 CAFFE_BGR_MEAN = (104.0, 117.0, 128.0)  # the Cadene port's `mean`, in BGR order, on 0-255
@@ -423,89 +424,36 @@ def _layout_of(keys: set[str]) -> Layout | None:
 
 def to_model_keys(state: Mapping[str, torch.Tensor], layout: Layout) -> dict[str, torch.Tensor]:
     """Rename a recognised checkpoint's keys to this module's (`backbone.*`, `head.1.*`); the
-    Cadene file's 1000-way ImageNet classifier `last_linear` is dropped."""
+    Cadene file's 1000-way ImageNet classifier `last_linear` is dropped, and its older file's
+    BatchNorm tensors, stored as (1, C), become (C,)."""
+    cadene = layout.name == "cadene_bn_inception_imagenet"
     out = {}
     for key, value in state.items():
-        if layout.name == "cadene_bn_inception_imagenet" and key.startswith("last_linear."):
+        if cadene and key.startswith("last_linear."):
             continue
+        if cadene and "_bn." in key and value.dim() == 2 and value.shape[0] == 1:
+            value = value[0]  # bn_inception-239d2248.pth
         old, new = next(((o, n) for o, n in layout.renames if key.startswith(o)), ("", ""))
         out[new + key[len(old) :]] = value
     return out
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A flat {name: tensor} from a file: unwraps {'params'|'state_dict'|'model': ...}, strips
-    `module.`; UserError naming the file when it cannot be read or holds no state_dict."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any read failure is the user's file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: cannot read as a PyTorch checkpoint ({first})") from None
-    while isinstance(obj, dict):
-        wrapper = next((k for k in ("params", "state_dict", "model") if k in obj), None)
-        if wrapper is None or not isinstance(obj[wrapper], dict):
-            break
-        obj = obj[wrapper]
-    if (
-        not isinstance(obj, dict)
-        or not obj
-        or not all(isinstance(v, torch.Tensor) for v in obj.values())
-    ):
-        raise UserError(f"{path}: not a state_dict of tensors (nima)")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+WEIGHT_PARTS = ("auto", "backbone")
 
 
-def _load(model: NIMA, state: dict[str, torch.Tensor], path: Path, full: bool) -> None:
-    """Copy `state` (already in this module's names) into `model`, checking names and shapes."""
-    own = model.state_dict()
-    ignorable = lambda k: k.endswith("num_batches_tracked") or k.startswith("input_")  # noqa: E731
-    unexpected = sorted(set(state) - set(own))
-    expected = {k for k in own if full or k.startswith("backbone.")}
-    missing = sorted(k for k in expected - set(state) if not ignorable(k))
-    if unexpected or missing:
-        what = f"unexpected keys {unexpected[:3]}" if unexpected else f"missing keys {missing[:3]}"
-        raise UserError(f"{path}: does not fit nima/{model.backbone_name}: {what}")
-    merged = dict(own)
-    for key, value in state.items():
-        target = own[key]
-        if value.shape != target.shape and value.shape == (1, *target.shape):
-            value = value[0]  # Cadene's older BN-Inception file stores BN tensors as (1, C)
-        if value.shape != target.shape:
-            hint = " (img_size must be 224 for this head)" if key == "head.1.weight" else ""
-            raise UserError(
-                f"{path}: shape mismatch for {key}: file {tuple(value.shape)} vs "
-                f"nima/{model.backbone_name} {tuple(target.shape)}{hint}"
-            )
-        merged[key] = value.to(target.dtype)
-    model.load_state_dict(merged)
-
-
-PARTS = ("auto", "backbone")
-HARNESS_KEYS = ("recipe", "procedure", "pretrain")  # profile keys the harness reads itself
-
-
-def build(weights: Mapping[str, Path] | Path | str | None = None, **config) -> NIMA:
+def build(weights: dict[str, Path] | None = None, **config) -> NIMA:
     """The registry's entry point (configs in models.toml).
 
     weights: {"auto": FILE} (a released NIMA checkpoint in a port's layout, this module's own
     state_dict, or the BN-Inception ImageNet file) or {"backbone": FILE} (BN-Inception ImageNet
-    only). A bare path means {"auto": path}. The harness's own keys (recipe, procedure,
-    pretrain) are dropped from `config` if present."""
-    config = {k: v for k, v in config.items() if k not in HARNESS_KEYS}
-    if weights is None:
-        weights = {}
-    elif isinstance(weights, str | Path):
-        weights = {"auto": Path(weights)}
-    bad = sorted(set(weights) - set(PARTS))
-    if bad:
-        raise UserError(f"nima: unknown weights part(s) {bad}; valid: {', '.join(PARTS)}")
+    only)."""
+    weights = weights or {}
     if len(weights) > 1:
         raise UserError("nima: give either nima=FILE or nima.backbone=FILE, not both")
     if not weights:
         return NIMA(**config)
 
     (part, path), = weights.items()  # fmt: skip
-    path = Path(path)
     state = read_state_dict(path)
     layout = _layout_of(set(state))
     if layout is None:
@@ -519,9 +467,22 @@ def build(weights: Mapping[str, Path] | Path | str | None = None, **config) -> N
         raise UserError(
             f"{path}: nima.backbone expects Cadene's BN-Inception ImageNet file, got {layout.name}"
         )
-    config = {**config, "backbone": layout.backbone}  # the file's layout picks the backbone
-    model = NIMA(**config)
-    _load(model, to_model_keys(state, layout), path, layout.full)
+    model = NIMA(**{**config, "backbone": layout.backbone})  # the file's layout picks it
+    state = to_model_keys(state, layout)
+    head, own_head = state.get("head.1.weight"), model.head[1].weight
+    if layout.backbone == "yunxiaoshi_vgg16" and head.shape != own_head.shape:
+        raise UserError(
+            f"{path}: head.1.weight has shape {tuple(head.shape)}, expected "
+            f"{tuple(own_head.shape)}: img_size must be 224 for this head (it reads the "
+            "flattened VGG16 map)"
+        )
+    load_checked(
+        model,
+        state,
+        path,
+        f"a nima/{model.backbone_name} checkpoint for this config",
+        lambda key: (layout.full or key.startswith("backbone.")) and not key.startswith("input_"),
+    )
     if layout.convention != "from file":
         model.set_input_convention(layout.convention)
     return model

@@ -18,8 +18,17 @@ Three branches, concatenated in the official order [aesthetics, theme, RGB] (30-
   aesthetics     `mobileNet`: MobileNetV2 (the layout of the ImageNet file the official code
                  reads, see Weights) -> global average pool (1280-d) -> ReLU-Dropout(.75)-
                  Linear(1280, 10), no softmax (as in the code).
-  fusion L6      `head` = ReLU-Dropout(.75)-Linear(30, 10). The official code ends in a softmax;
-                 here `forward_head` returns the logits and the loss takes the softmax.
+  fusion L6      `head` = ReLU-Dropout(.75)-Linear(30, 10) (config `head = "logits"`, the
+                 model's `output`: bench/train/losses.py). The official AVA code ends in a
+                 softmax; here `forward_head` returns the logits and the harness takes their
+                 softmax once, so its scores are the official ones. `head = "score"`: the
+                 official TAD66K head, ReLU-Dropout(.75)-Linear(30, 1)-Sigmoid, the score / 10
+                 trained with MSE (`code/TAD66K/train_nni.py`; the paper config's
+                 `datasets.tad66k`). Its theme branch differs from AVA's: a softmax over the
+                 batch axis of the B x B matrix instead of the batch normalisation and PReLU.
+                 That form is not reproduced: the theme branch is the AVA one (`target_net`)
+                 whatever the head. Both heads are created at the same point, so a seed gives
+                 the same weights up to the head.
 
 Pooled feature. `forward_features` returns the 30-d concatenation, the tensor TANet's fusion head
 reads: ELTA's TFA mixing it is exactly feature-level mixup of TANet's head input, and FLSA aligns
@@ -27,28 +36,32 @@ the representation the score is computed from. The wider alternative (the 1280-d
 pool) is only one of three branches: mixing it would leave the theme and RGB inputs of the head
 unmixed, and the mixed rows' head input would not be a convex combination of the originals'.
 
-Batch coupling (a bug, fixed; `target_net` flag). The official L3 is
-`F.linear(h, W_batch, b_batch)`: a B x B matrix, entry (i, j) = h_i . W_j + b_i (image i's
-features against every image's generated weights), then a `BatchNorm1d(B)` built inside
-`forward` (never registered: always in training mode, never learned, fresh each call), PReLU,
-and `AdaptiveAvgPool2d((10, 1))` over the column axis: B columns -> 10 (B < 10 repeats columns).
-So a sample's theme output depends on which images share its batch and in which order, in eval
-too; B = 1 raises. The paper (Section 4.1, eqs. 2-3) defines theta_theme = L1(S(x)) per image x
-and x_theme = L3(L2(S(x)), theta_theme): each image's target layer is applied to that image's own
-features, as in the hypernetworks TANet follows. We take that as the method and the batch matrix
-as a bug. `target_net = "per_image"` (default) computes image i's own target layer h_i . W_i + b_i
-as 10 partial sums over consecutive blocks of H/10 hidden units, each carrying b_i / 10, so that
-the 10 outputs add up to the paper's L3 output (the diagonal of the official matrix) and the
-theme branch keeps its 10 outputs; these are normalised by a registered `bn7` =
+Batch coupling (`target_net`). The official L3 is `F.linear(h, W_batch, b_batch)`: a B x B
+matrix, entry (i, j) = h_i . W_j + b_i (image i's features against every image's generated
+weights), then a `BatchNorm1d(B)` built inside `forward` (never registered: always in training
+mode, never learned, fresh each call), PReLU, and `AdaptiveAvgPool2d((10, 1))` over the column
+axis: B columns -> 10 (B < 10 repeats columns). So a sample's theme output depends on which
+images share its batch and in which order, in eval too. `target_net = "batch"` reproduces that
+computation exactly (B x B matrix, unlearned batch-statistics normalisation in train and eval,
+PReLU, adaptive pooling over the batch axis): the `paper` config, with the official batches (48
+in training and in evaluation, in order), so that the released checkpoint scores as the authors
+ran it. A batch of one image fails there, in training and in evaluation (the official BatchNorm
+raises; here a ValueError names the cause): the official loaders keep the last partial batch, so
+a split whose size leaves one image in its last batch cannot run in this mode, as officially.
+
+The paper (Section 4.1, eqs. 2-3) defines theta_theme = L1(S(x)) per image x and x_theme =
+L3(L2(S(x)), theta_theme): each image's target layer is applied to that image's own features, as
+in the hypernetworks TANet follows; the batch matrix looks like a bug. `target_net = "per_image"`
+(the `cpu` and `smoke` configs, the `per_image` variant) computes image i's own target layer
+h_i . W_i + b_i as 10 partial sums over consecutive blocks of H/10 hidden units, each carrying
+b_i / 10, so that the 10 outputs add up to the paper's L3 output (the diagonal of the official
+matrix) and the theme branch keeps its 10 outputs; these are normalised by a registered `bn7` =
 BatchNorm1d(10, affine=False) (the official normaliser has no learned affine either: it is
 rebuilt at weight 1, bias 0 each call) with running statistics, then PReLU. In eval mode a
 sample's output is therefore the same whatever batch it is in (tested at B = 1, 7, 48); in
 training `bn1` and `bn7` use batch statistics like any BatchNorm (as `bn1` does in the official
-code), so training batches need B >= 2. `target_net = "batch"` reproduces the official
-computation exactly (B x B matrix, unlearned batch-statistics normalisation in train and eval,
-PReLU, adaptive pooling over the batch axis): use it to evaluate the released checkpoint as the
-authors ran it (their test loader: batch 48 in order). `bn7` is ours: the released files have no
-such keys, and loading one leaves it at its initial statistics (mean 0, variance 1).
+code), so training batches need B >= 2. `bn7` is ours: the released files have no such keys, and
+loading one leaves it at its initial statistics (mean 0, variance 1).
 
 Frozen theme network. The paper freezes S "at all times". The official code only sets
 `requires_grad = False`, so `model.train()` puts the ResNet's BatchNorms in training mode and
@@ -83,11 +96,11 @@ Weights (local files; `weights` maps a part to a path):
   is a different network (no expansion conv in the first block, ReLU6 in the stem) and is refused.
   The released official code builds MobileNetV2 with `pretrained=False`.
 - `auto`: recognised by its keys: TANet's released AVA state dict (`code/AVA/SRCC_758_LCC_765.pth`,
-  459 keys), or either of the two layouts above. TANet's released TAD66K file
-  (`code/TAD66K/SRCC_513_LCC_531_MSE_016.pth`, fusion head Linear(30, 1) + Sigmoid, a softmax over
-  the batch axis in place of BN/PReLU in the target net) is refused with a UserError: its head
-  predicts one score, not the 10-bin distribution every registered model outputs, and its theme
-  branch is batch-coupled through that softmax.
+  459 keys; fusion head Linear(30, 10): head "logits"), its released TAD66K file
+  (`code/TAD66K/SRCC_513_LCC_531_MSE_016.pth`, the same keys with a fusion head Linear(30, 1):
+  head "score"; its theme branch then runs in the AVA form, see the fusion head above, with the
+  file's `relu7`, which the official TAD66K code registers but never uses), or either of the two
+  layouts above. A fusion head that does not fit the config's head is a UserError.
 `official_to_tanet` maps every layout to this module's names (one small, tested function).
 """
 
@@ -100,69 +113,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.resnet import ResNet
+from baselines.weights import load_checked, read_state_dict
 from iaa_common import NUM_BINS, UserError
 
 # MobileNetV2 stages (expansion t, channels c, stride s); blocks per stage come from the config.
 MBV2_STAGES = ((1, 16, 1), (6, 24, 2), (6, 32, 2), (6, 64, 2), (6, 96, 1), (6, 160, 2), (6, 320, 1))
 THEME_DIM = 10  # outputs of the theme branch (the official AdaptiveAvgPool2d((10, 1)))
 TARGET_NETS = ("per_image", "batch")
+HEAD_OUTPUTS = {"logits": NUM_BINS, "score": 1}  # head -> outputs of the fusion layer
 
 
 # ---------------------------------------------------------------------------------------------
-# Theme network: a torchvision-layout ResNet of BasicBlocks (ResNet-18 at paper)
-
-
-class _BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(y)) + skip)
-
-
-class ThemeResNet(nn.Module):
-    """Image -> `num_classes` scene logits; key names as torchvision's `resnet18`."""
-
-    def __init__(self, num_classes: int, widths: list[int], blocks: list[int]):
-        super().__init__()
-        if len(widths) != 4 or len(blocks) != 4:
-            raise ValueError("theme_widths and theme_blocks need 4 entries (layer1..layer4)")
-        self.num_classes = num_classes
-        self.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(widths[0])
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin = widths[0]
-        for k, (width, n) in enumerate(zip(widths, blocks, strict=True)):
-            stride = 1 if k == 0 else 2
-            layer = [
-                _BasicBlock(cin if i == 0 else width, width, stride if i == 0 else 1)
-                for i in range(n)
-            ]
-            setattr(self, f"layer{k + 1}", nn.Sequential(*layer))
-            cin = width
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+# Theme network: a torchvision-layout ResNet of BasicBlocks (ResNet-18 at paper), shared with BIAA
 
 
 def theme_network(
@@ -170,7 +133,7 @@ def theme_network(
     theme_widths: list[int] = (64, 128, 256, 512),
     theme_blocks: list[int] = (2, 2, 2, 2),
     **_other,
-) -> ThemeResNet:
+) -> ResNet:
     """The standalone theme classifier (image -> `theme_classes` logits), exactly the module
     TANet holds as `res365_last`: its `state_dict()` saved to a file loads into TANet as weights
     part `theme`. Takes the model's whole config and ignores the keys that are not its own.
@@ -180,7 +143,7 @@ def theme_network(
     cross-entropy on the scene id, the model's input pipeline (img_size, ImageNet normalisation,
     flips), then freezes it inside TANet.
     """
-    return ThemeResNet(theme_classes, list(theme_widths), list(theme_blocks))
+    return ResNet(theme_widths, theme_blocks, theme_classes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,6 +254,12 @@ class _TargetNet(nn.Module):
         self.relu7 = nn.PReLU()
 
     def forward(self, t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.mode == "batch" and len(t) == 1:
+            raise ValueError(
+                "TANet's official theme branch (target_net = 'batch') normalises over the batch: "
+                "a batch of one image has no batch statistics (the official code fails too); "
+                "use batches of at least two images, or target_net = 'per_image'"
+            )
         h = self.drop1(self.relu1(self.bn1(self.fc1(t))))  # L2, (B, H)
         if self.mode == "per_image":
             return self.relu7(self.bn7(per_image_target(h, w, b)))
@@ -335,9 +304,13 @@ class TANet(nn.Module):
         rgb_grid: int = 12,
         dropout: float = 0.75,
         target_net: str = "per_image",
+        head: str = "logits",
     ):
         super().__init__()
+        if head not in HEAD_OUTPUTS:
+            raise ValueError(f"TANet head must be one of {', '.join(HEAD_OUTPUTS)}, not {head!r}")
         self.img_size = img_size
+        self.output = head
         self.rgb_grid = rgb_grid
         self.res365_last = theme_network(theme_classes, theme_widths, theme_blocks)
         self.res365_last.requires_grad_(False)
@@ -348,7 +321,8 @@ class TANet(nn.Module):
         self.head_rgb = nn.Sequential(
             nn.ReLU(), nn.Dropout(dropout), nn.Linear(rgb_grid**4, NUM_BINS)
         )
-        self.head = nn.Sequential(nn.ReLU(), nn.Dropout(dropout), nn.Linear(3 * NUM_BINS, NUM_BINS))
+        fusion = [nn.ReLU(), nn.Dropout(dropout), nn.Linear(3 * NUM_BINS, HEAD_OUTPUTS[head])]
+        self.head = nn.Sequential(*fusion, *([nn.Sigmoid()] if head == "score" else []))
         self.feature_dim = 3 * NUM_BINS
 
     def train(self, mode: bool = True) -> TANet:
@@ -368,7 +342,8 @@ class TANet(nn.Module):
         return torch.cat([aes, theme, rgb], dim=1)
 
     def forward_head(self, z: torch.Tensor) -> torch.Tensor:
-        """Fusion L6 without its softmax: (B, 30) -> (B, 10) logits."""
+        """Fusion L6: (B, 30) -> (B, 10) logits (the official softmax left to the harness) or
+        (B, 1) sigmoid score / 10, as the head (`output`) says."""
         return self.head(z)
 
     def forward(self, x: torch.Tensor, **extras) -> torch.Tensor:
@@ -378,24 +353,10 @@ class TANet(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Weights
 
-PARTS = ("auto", "theme", "backbone")
+WEIGHT_PARTS = ("auto", "theme", "backbone")
 THEME_PREFIX = "res365_last."
 BACKBONE_PREFIX = "mobileNet.base_model.0."
-# Keys a file may lack: `num_batches_tracked` (the 2017 Places365 file predates it) and `bn7`
-# (ours; the official normaliser is unregistered).
-_OPTIONAL = ("num_batches_tracked", "tygertnet.bn7.")
-
-
-def _unwrap(state: object) -> dict:
-    """The state dict inside the usual containers, `module.` stripped."""
-    for key in ("state_dict", "model", "params"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()
-    ):
-        raise ValueError("not a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+OWN_KEYS = "tygertnet.bn7."  # ours (the official normaliser is unregistered): in no file
 
 
 def _layout(sd: dict) -> str:
@@ -410,15 +371,12 @@ def _layout(sd: dict) -> str:
     return "unknown"
 
 
-def official_to_tanet(state: object, part: str) -> dict[str, torch.Tensor]:
-    """Map a loaded file (any of the layouts in the module docstring) to TANet's key names.
+def official_to_tanet(sd: dict[str, torch.Tensor], part: str) -> dict[str, torch.Tensor]:
+    """Map a file's state dict (any of the layouts in the module docstring) to TANet's key names.
 
     `part` is "auto" (recognised by the keys), "theme" or "backbone". Raises ValueError with the
     reason when the layout is not the part's or not supported.
     """
-    if part not in PARTS:
-        raise ValueError(f"unknown weights part {part!r}; TANet's parts: {', '.join(PARTS)}")
-    sd = _unwrap(state)
     if part == "theme" and any(k.startswith(THEME_PREFIX) for k in sd):
         return {k: v for k, v in sd.items() if k.startswith(THEME_PREFIX)}  # a TANet file
     if part == "backbone" and any(k.startswith(BACKBONE_PREFIX) for k in sd):
@@ -434,12 +392,6 @@ def official_to_tanet(state: object, part: str) -> dict[str, torch.Tensor]:
     if layout == "tanet":
         if part != "auto":  # handled above when the prefix is present
             raise ValueError(f"a TANet state dict without {part} keys")
-        if sd["head.2.weight"].shape[0] != NUM_BINS:
-            raise ValueError(
-                f"TANet's TAD66K release (fusion head Linear(30, {sd['head.2.weight'].shape[0]})"
-                " + Sigmoid, one score; softmax over the batch in its target net): not supported,"
-                " every registered model predicts a 10-bin distribution"
-            )
         return dict(sd)
     if layout == "theme":
         return {THEME_PREFIX + k: v for k, v in sd.items()}
@@ -456,61 +408,38 @@ def official_to_tanet(state: object, part: str) -> dict[str, torch.Tensor]:
     )
 
 
-def load_weights(model: TANet, weights: dict[str, Path]) -> None:
-    """Load local files by part ("auto" first, then "theme", "backbone"); UserError naming the
-    file on an unknown part, an unrecognised layout, missing keys or mismatched shapes."""
-    own = model.state_dict()
-    for part in sorted(weights, key=lambda p: PARTS.index(p) if p in PARTS else -1):
-        path = Path(weights[part])
-        if part not in PARTS:
-            raise UserError(f"{path}: unknown TANet weights part '{part}' (parts: {PARTS})")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise UserError(f"{path}: cannot read TANet weights ({type(err).__name__})") from err
-        try:
-            mapped = official_to_tanet(state, part)
-        except ValueError as err:
-            raise UserError(f"{path}: {err}") from err
-        prefix = {"theme": THEME_PREFIX, "backbone": BACKBONE_PREFIX}.get(part)
-        if prefix is None:  # auto: the scope is what the recognised file covers
-            prefix = next(
-                (
-                    p
-                    for p in (THEME_PREFIX, BACKBONE_PREFIX)
-                    if all(k.startswith(p) for k in mapped)
-                ),
-                "",
-            )
-        unknown = sorted(k for k in mapped if k not in own)
-        missing = sorted(
-            k
-            for k in own
-            if k.startswith(prefix) and k not in mapped and not any(o in k for o in _OPTIONAL)
+def load_weights(model: TANet, part: str, path: Path) -> None:
+    """Load a weights file as `part` ("auto", "theme" or "backbone"), which must cover the part
+    (for "auto": what the recognised file is) with the model's shapes."""
+    try:
+        state = official_to_tanet(read_state_dict(path), part)
+    except ValueError as err:
+        raise UserError(f"{path}: {err}") from None
+    fusion = state.get("head.2.weight")
+    if fusion is not None and fusion.shape != model.head[2].weight.shape:
+        raise UserError(
+            f"{path}: its fusion head Linear(30, {fusion.shape[0]}) does not fit head "
+            f"'{model.output}' (TANet's AVA release: 10 outputs, head 'logits'; its TAD66K "
+            "release: 1 output, head 'score')"
         )
-        if unknown or missing:
-            what = f"unexpected key {unknown[0]}" if unknown else f"missing key {missing[0]}"
-            raise UserError(
-                f"{path}: {what} for this TANet config ({len(unknown)} unexpected, "
-                f"{len(missing)} missing)"
-            )
-        for k, v in mapped.items():
-            if v.shape != own[k].shape:
-                raise UserError(
-                    f"{path}: {k} has shape {tuple(v.shape)}, this TANet config expects "
-                    f"{tuple(own[k].shape)}"
-                )
-        model.load_state_dict(mapped, strict=False)
-
-
-def build(weights: dict[str, Path] | Path | None = None, **config) -> TANet:
-    """The registry's entry point (configs in models.toml). A bare path counts as part `auto`;
-    the harness's own keys (`recipe`, `procedure`, `pretrain`) are ignored if present."""
-    model = TANet(
-        **{k: v for k, v in config.items() if k not in ("recipe", "procedure", "pretrain")}
+    prefix = {"theme": THEME_PREFIX, "backbone": BACKBONE_PREFIX}.get(part)
+    if prefix is None:  # auto: the scope is what the recognised file covers
+        prefix = next(
+            (p for p in (THEME_PREFIX, BACKBONE_PREFIX) if all(k.startswith(p) for k in state)),
+            "",
+        )
+    load_checked(
+        model,
+        state,
+        path,
+        "a TANet file for this config",
+        lambda key: key.startswith(prefix) and not key.startswith(OWN_KEYS),
     )
-    if weights is not None:
-        if not isinstance(weights, dict):
-            weights = {"auto": weights}
-        load_weights(model, weights)
+
+
+def build(weights: dict[str, Path] | None = None, **config) -> TANet:
+    """The registry's entry point (configs in models.toml)."""
+    model = TANet(**config)
+    for part, path in (weights or {}).items():
+        load_weights(model, part, path)
     return model

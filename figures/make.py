@@ -21,9 +21,7 @@ from bench.run.grid import Request, Row
 from bench.run.pipeline import Execution, Outcome, run
 from iaa_common import UserError
 from tables.make import Made
-from tables.specs import FOUR_DATASETS, IAA_MODELS, TAU1_GRID, TAU2_GRID, get_table
-
-FIGURES = ("1", "5", "tail")
+from tables.specs import FIGURES, FOUR_DATASETS, IAA_MODELS, TAU1_GRID, TAU2_GRID, get_table
 
 
 @dataclass(frozen=True)

@@ -82,9 +82,38 @@ def caption(
     return (
         f"{spec.caption} on {names}{stand_in}; profile {profile}, {seeds} "
         f"seed{'s' if seeds > 1 else ''} ({spread}), code {', '.join(codes) or 'unknown'}, "
-        f"data {', '.join(fingerprints) or 'unknown'}. "
+        f"data {', '.join(fingerprints) or 'unknown'}. {recipes(profile, runs)}"
         f"Ours beside the paper's numbers on {papers}; {best} in bold."
     )
+
+
+SHARED_RECIPE = (
+    "Every model on the {profile} profile's shared recipe, not its official one: a 10-bin "
+    "softmax head trained with the per-sample EMD (MSE on the expected score for scalar "
+    "labels), Adam at the profile's batch size and epochs, each model's learning rate chosen "
+    "on validation, TANet's theme network per image and pre-trained by the harness, EAT's "
+    "interest points per image. "
+)
+
+
+def recipes(profile: str, runs: dict[str, pd.DataFrame]) -> str:
+    """What the models ran on: each its official recipe (paper) or the profile's shared one,
+    and the named variants some rows use, with what each changes (baselines/models.toml)."""
+    from baselines.registry import variant_description
+
+    if profile == "paper":
+        text = "Every model on its official recipe (README, fidelity table) but where named. "
+    else:
+        text = SHARED_RECIPE.format(profile=profile)
+    used: dict[tuple[str, str], list[str]] = {}
+    for records in runs.values():
+        for record in records.dropna(subset=["variants"]).itertuples():
+            for name in record.variants.split("+"):
+                rows = used.setdefault((record.model, name), [])
+                rows += [] if record.row in rows else [record.row]
+    for (model, name), rows in used.items():
+        text += f"Variant {model}:{name} ({', '.join(rows)}): {variant_description(model, name)}. "
+    return text
 
 
 def choose_on_val(spec: TableSpec, results: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
@@ -147,7 +176,7 @@ def write_table(
     """Render Markdown and LaTeX to `out`.md and `out`.tex, the per-seed records to `out`.csv;
     return the Markdown."""
     chosen, choice_notes = choose_on_val(spec, results)
-    paper_key = {row.key: row.key for row in spec.rows}
+    paper_key = {row.key: row.paper_key or row.key for row in spec.rows}
     paper_key.update({row_key: key for key, row_key in chosen.items()})
     paper = {
         (row.key, m.key): paper_value(

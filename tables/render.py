@@ -16,6 +16,8 @@ import pandas as pd
 MISSING = "–"
 FAILED = "failed"
 NOT_RUN = "not run"  # --cached-only: the store has no result for the cell
+DAMAGED = "damaged"  # --cached-only: the stored result failed its check (bench/run/store.py)
+STATUSES = ("ok", "failed", "missing", "damaged")
 DECIMALS = 3
 REASON_MAX_CHARS = 80
 RESULT_COLUMNS = ("row", "seed", "status", "reason")
@@ -126,15 +128,21 @@ def _aggregate_row(key: str, runs: pd.DataFrame, metrics: tuple[Metric, ...]) ->
     ok = runs[runs["status"] == "ok"]
     failed = runs[runs["status"] == "failed"]
     missing = runs[runs["status"] == "missing"]
+    damaged = runs[runs["status"] == "damaged"]
     notes = []
     if not failed.empty:
         reasons = "; ".join(dict.fromkeys(_shorten(r) for r in failed["reason"]))
         notes.append(f"{key}: {len(failed)}/{len(runs)} seeds failed: {reasons}")
     if not missing.empty:
         notes.append(f"{key}: {len(missing)}/{len(runs)} seeds not run")
+    if not damaged.empty:
+        notes.append(
+            f"{key}: {len(damaged)}/{len(runs)} seeds damaged in the store (moved to its "
+            "quarantine; a run without --cached-only computes them again)"
+        )
     note = "; ".join(notes) or None
     if ok.empty:
-        text = FAILED if not failed.empty else NOT_RUN
+        text = FAILED if not failed.empty else DAMAGED if not damaged.empty else NOT_RUN
         return _Aggregate((None,) * len(metrics), (text,) * len(metrics), note)
     means: list[float | None] = []
     texts: list[str] = []
@@ -202,9 +210,9 @@ def _check_inputs(
     unknown = sorted(set(results["row"]) - set(keys))
     if unknown:
         raise ValueError(f"results have rows the table does not list: {unknown}")
-    statuses = sorted(set(results["status"]) - {"ok", "failed", "missing"})
+    statuses = sorted(set(results["status"]) - set(STATUSES))
     if statuses:
-        raise ValueError(f"unknown run status {statuses}; expected 'ok', 'failed' or 'missing'")
+        raise ValueError(f"unknown run status {statuses}; expected one of {STATUSES}")
 
 
 def _tex_label(title: str) -> str:

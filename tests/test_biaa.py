@@ -1,6 +1,7 @@
-"""BIAA: surface and size at every profile, weights in the official layouts (an ImageNet
-torchvision file, the released whole pickled module, legacy and zip), the meta-learning
-procedure against a hand-worked two-task example, and a smoke round through the registry."""
+"""BIAA: surface and size at every profile, its two heads, weights in the official layouts (an
+ImageNet torchvision file, the released whole pickled module, legacy and zip), the meta-learning
+procedure against a hand-worked two-task example and the official support/query rule, and a
+smoke round through the registry."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -18,7 +20,9 @@ import torchvision
 from torch import nn
 
 import run_all
-from baselines import biaa, create_model, model_config
+from baselines import create_model, model_config
+from baselines.registry import resolve_config
+from baselines.resnet import ResNet
 from bench.data.types import Split
 from bench.run.store import Store
 from bench.train import loop as train
@@ -28,7 +32,10 @@ from bench.train.settings import TrainSettings
 from iaa_common import UserError
 
 REFERENCE_PARAMS = 13.24e6  # BASELINES.md: resnet18 (1000-way fc) + MLP 1000-1024-512-1
-OFFICIAL_HEAD_PARAMS = 512 + 1  # FC(512, 1); ours FC(512, 10)
+
+
+def _with_head(profile: str, head: str) -> dict:
+    return {**model_config("biaa", profile), "head": head}
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])
@@ -44,7 +51,7 @@ def test_surface_and_eval_batch_independence(profile):
         z = model.forward_features(x)
         logits = model(x)
         alone = torch.cat([model(x[k : k + 1]) for k in range(2)])
-    assert z.shape == (2, model.feature_dim) and model.needs == ()
+    assert z.shape == (2, model.feature_dim) and model.needs == () and model.output == "logits"
     assert logits.shape == (2, 10)
     torch.testing.assert_close(model.forward_head(z), logits)
     torch.testing.assert_close(alone, logits, rtol=1e-4, atol=1e-5)
@@ -53,19 +60,44 @@ def test_surface_and_eval_batch_independence(profile):
 def test_paper_config_is_resnet18_with_its_fc_and_the_official_mlp():
     model = create_model("biaa", "paper")
     n_params = sum(p.numel() for p in model.parameters())
-    assert n_params == 13_247_540
-    official = n_params - model.net.fc3.weight.numel() - 10 + OFFICIAL_HEAD_PARAMS
-    assert official == 13_242_923  # the official scalar head: BASELINES.md's 13.24M
+    assert model.output == "score" and n_params == 13_242_923  # the official FC(512, 1) head
     assert abs(n_params - REFERENCE_PARAMS) / REFERENCE_PARAMS < 0.02
     assert model.feature_dim == 1000 and model.needs == ()
     with torch.no_grad():  # the surface at 224 px, batch 2
         z = model.eval().forward_features(torch.randn(2, 3, 224, 224))
-    assert z.shape == (2, 1000) and model.forward_head(z).shape == (2, 10)
+    assert z.shape == (2, 1000) and model.forward_head(z).shape == (2, 1)
     reference = torchvision.models.resnet18()
     assert {k: v.shape for k, v in model.resnet_layer.state_dict().items()} == {
         k: v.shape for k, v in reference.state_dict().items()
     }
+    config, applied = resolve_config("biaa", "paper", variants=("dist_head",))
+    dist = create_model("biaa", "paper", config=config)
+    assert applied == ("dist_head",) and dist.output == "logits"
+    # FC(512, 10) instead of FC(512, 1): 13,242,923 - 513 + 5,130
+    assert sum(p.numel() for p in dist.parameters()) == 13_247_540
     assert sum(p.numel() for p in create_model("biaa", "cpu").parameters()) == 324_476
+
+
+def test_the_two_heads():
+    torch.manual_seed(0)
+    score = create_model("biaa", "smoke", config=_with_head("smoke", "score")).eval()
+    torch.manual_seed(0)
+    logits = create_model("biaa", "smoke").eval()
+    torch.manual_seed(0)
+    default = create_model("biaa", "smoke", config=_with_head("smoke", "logits")).eval()
+    # The same weights from a seed, up to fc3; no head key is the "logits" head.
+    torch.testing.assert_close(default.state_dict(), logits.state_dict(), rtol=0, atol=0)
+    for key, value in score.state_dict().items():
+        if not key.startswith("net.fc3."):
+            assert torch.equal(value, logits.state_dict()[key]), key
+    assert score.net.fc3.weight.shape == (1, 16) and logits.net.fc3.weight.shape == (10, 16)
+    with torch.no_grad():  # FC(16, 1) + sigmoid: bias log 3, no weight -> 3 / (1 + 3)
+        score.net.fc3.weight.zero_()
+        score.net.fc3.bias.fill_(math.log(3))
+        out = score(torch.randn(2, 3, 32, 32))
+    torch.testing.assert_close(out, torch.full((2, 1), 0.75))
+    with pytest.raises(ValueError, match="BIAA head must be one of logits, score"):
+        create_model("biaa", "smoke", config=_with_head("smoke", "sigmoid"))
 
 
 # ----------------------------------------------------------------------------- weights
@@ -87,7 +119,7 @@ def test_imagenet_resnet18_loads_as_the_backbone(tmp_path):
     torch.testing.assert_close(model.net.state_dict(), fresh.net.state_dict())  # untouched
     assert not torch.equal(fresh.resnet_layer.conv1.weight, source["conv1.weight"])
     # The same layout as the part `backbone`, at the smoke config's widths.
-    small = biaa.ResNet([8, 16, 32, 64], [1, 1, 1, 1], 32).state_dict()
+    small = ResNet([8, 16, 32, 64], [1, 1, 1, 1], 32).state_dict()
     torch.save(small, path)
     loaded = create_model("biaa", "smoke", weights={"backbone": path}).resnet_layer.state_dict()
     torch.testing.assert_close(loaded, small)
@@ -157,6 +189,15 @@ PICKLED_MODULE = textwrap.dedent(
     torch.save(model, out + "/legacy.pt", _use_new_zipfile_serialization=False)
     torch.save(model, out + "/zip.pt")
     torch.save(model.state_dict(), out + "/reference.pt")
+
+    # The official forward (Net.forward: resnet_layer, then BaselineModel1.forward), in eval.
+    model.eval()
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    net = model.net
+    with torch.no_grad():
+        z = net.drop1(net.relu1(net.bn1(net.fc1(model.resnet_layer(x)))))
+        z = net.drop2(net.relu2(net.bn2(net.fc2(z))))
+        torch.save({"x": x, "out": net.sig(net.fc3(z))}, out + "/official_forward.pt")
     """
 )
 
@@ -192,6 +233,21 @@ def test_released_pickled_module_loads_without_its_classes(pickled_prior, layout
     assert set(reference) == set(state)  # the official key names are ours
 
 
+@pytest.mark.parametrize("layout", ["legacy", "zip"])
+def test_released_prior_loads_whole_into_the_official_head(pickled_prior, layout):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # fc3 fits: no warning
+        model = create_model(
+            "biaa", "smoke", weights={"auto": pickled_prior / f"{layout}.pt"},
+            config=_with_head("smoke", "score"),
+        ).eval()  # fmt: skip
+    reference = torch.load(pickled_prior / "reference.pt", weights_only=True)
+    torch.testing.assert_close(model.state_dict(), reference, rtol=0, atol=0)
+    official = torch.load(pickled_prior / "official_forward.pt", weights_only=True)
+    with torch.no_grad():
+        torch.testing.assert_close(model(official["x"]), official["out"])
+
+
 def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     marker = tmp_path / "ran"
 
@@ -225,7 +281,7 @@ def test_own_state_dict_round_trips_and_wrong_files_are_user_errors(tmp_path):
     torch.save({"conv.weight": torch.zeros(3)}, other)
     with pytest.raises(UserError, match=r"other\.pth"):
         create_model("biaa", "smoke", weights={"auto": other})
-    with pytest.raises(UserError, match="one weights part"):
+    with pytest.raises(UserError, match=r"other\.pth: unknown weights part 'theme'"):
         create_model("biaa", "smoke", weights={"theme": other})
 
 
@@ -272,7 +328,7 @@ def quadratic_loss(monkeypatch):
     (w before the step, rows, pseudo-labelled rows, mean labelled target)."""
     calls = []
 
-    def loss(model, x, targets, n_pseudo, opts, generator, extras, dir_terms=None):
+    def loss(model, x, targets, n_pseudo, opts, generator, extras, dir_terms=None, emd=None):
         labelled = targets[: len(x) - n_pseudo]
         calls.append((model.w.item(), len(x), n_pseudo, labelled.mean().item()))
         return 0.5 * (model.w - labelled.mean()) ** 2
@@ -357,12 +413,37 @@ def test_tasks_from_random_groups_when_the_data_has_none():
     )
     tasks = mixed._tasks()
     assert len(tasks) == 3 and sum(set(np.concatenate(t)) <= set(range(10)) for t in tasks) == 1
-    assert mixed._split(np.arange(5)) == (4, 1) and math.floor(0.8 * 5) == 4
+    # below support + 3 query / 2 = 7 images: floor(5 * 4 / 6) = 3 support, floor(3 * 2 / 4) = 1
+    assert mixed._split(np.arange(5)) == (3, 1)
     with pytest.raises(UserError, match="no group"):
         MetaLearning(
             Scalar(), _split([5.0] * 9, [0, 0, 0, 1, 1, 1, 2, 2, 2]), None, MethodOptions(),
             settings, 0, **kwargs,
         )  # fmt: skip
+
+
+def _sizes(support: int, query: int, n: int) -> tuple[int, int]:
+    settings = TrainSettings(
+        epochs=1, batch_size=4, lr=0.1, img_size=4, resize=None, num_workers=0,
+        device=torch.device("cpu"),
+    )  # fmt: skip
+    procedure = MetaLearning(
+        Scalar(), _split([5.0] * 400, [0] * 400), None, MethodOptions(), settings, 0,
+        support=support, query=query,
+    )  # fmt: skip
+    return procedure._split(np.arange(n))
+
+
+def test_support_and_query_sizes_are_the_official_rule():
+    for n in range(2, 400):
+        # zhuhancheng/BLG-PIAA train_meta_model.py load_data, as written there
+        bsize = 80 if n >= 110 else int(n * 0.8)
+        assert _sizes(80, 20, n) == (bsize, int(bsize / 4.0)), n
+        if n == 100 or n >= 110:  # the embedded benchmark's groups: the sizes used before
+            assert _sizes(80, 20, n) == (min(80, math.floor(0.8 * n)), 20), n
+    assert _sizes(80, 20, 105) == (84, 21)  # more than 80 below 110 images, as officially
+    # the smoke config (6 + 2): 6 + 3 = 9 images and more give 6 + 2; below, 6 / 8 of them
+    assert [_sizes(6, 2, n) for n in (20, 9, 8, 7, 6)] == [(6, 2), (6, 2), (6, 2), (5, 1), (4, 1)]
 
 
 def test_smoke_round_with_every_method_through_the_registry(tmp_path):

@@ -1,13 +1,16 @@
-"""EAT (baselines/eat.py): gating and sampling by hand, surface, size, batch independence, and
-loading files written in the official layouts (names and shapes from the official classes)."""
+"""EAT (baselines/eat.py): gating and sampling by hand, surface, size, its three heads, batch
+independence, and loading files written in the official layouts (names and shapes from the
+official classes)."""
 
 import math
+import warnings
 
 import pytest
 import torch
 
 from baselines import create_model, eat
-from baselines.registry import model_config
+from baselines.registry import HARNESS_KEYS, model_config, resolve_config
+from bench.train.losses import scores
 from iaa_common import UserError
 
 PAPER_PARAMS = 86.88e6  # BASELINES.md, from the official module shapes
@@ -23,7 +26,7 @@ def _one_thread():
 
 
 def _config(profile: str, **over) -> dict:
-    cfg = {k: v for k, v in model_config("eat", profile).items() if k != "recipe"}
+    cfg = {k: v for k, v in model_config("eat", profile).items() if k not in HARNESS_KEYS}
     return cfg | over
 
 
@@ -146,7 +149,7 @@ def test_deformable_block_samples_at_the_interest_point():
     torch.testing.assert_close(block.interest(x)[0, 0, 0], torch.tensor([-1 / 3, 1 / 3]))
 
 
-# Logits 1-4 of the official `DAT` (AVA/models/dat.py, run on CPU with einops) at the smoke
+# Outputs 1-4 of the official `DAT` (AVA/models/dat.py, run on CPU with einops) at the smoke
 # config, loaded with `_golden_state()` and run in eval on `_golden_input()`: in one batch of 3
 # (its batch-mean interest points) and each image alone (= per-sample interest points).
 OFFICIAL_IN_BATCH = [
@@ -180,12 +183,11 @@ def _golden_state_and_input():
 def test_matches_the_official_forward(tmp_path, mode, expected):
     state, x = _golden_state_and_input()
     torch.save(state, tmp_path / "golden.pth")  # EAT's trained layout: head loaded too
-    model = eat.build(
-        weights={"auto": tmp_path / "golden.pth"}, **_config("smoke", interest_points=mode)
-    )
+    cfg = _config("smoke", interest_points=mode, head="distribution")
+    model = eat.build(weights={"auto": tmp_path / "golden.pth"}, **cfg)
     with torch.no_grad():
-        logits = model.eval().cls_head(model.forward_features(x))[:, :4]  # raw, as official
-    torch.testing.assert_close(logits, torch.tensor(expected), atol=2e-5, rtol=0)
+        out = model.eval()(x)[:, :4]  # the official head: raw outputs
+    torch.testing.assert_close(out, torch.tensor(expected), atol=2e-5, rtol=0)
 
 
 # ---- surface and size -------------------------------------------------------------------------
@@ -197,7 +199,7 @@ def test_surface(profile):
     size = model_config("eat", profile)["img_size"]
     z = model.forward_features(torch.randn(2, 3, size, size))
     assert z.shape == (2, model.feature_dim) and model.forward_head(z).shape == (2, 10)
-    assert model.needs == ()
+    assert model.needs == () and model.output == "logits"
 
 
 def test_paper_size_and_official_names():
@@ -210,9 +212,33 @@ def test_paper_size_and_official_names():
     official = {
         k: v for k, v in official_shapes(cfg).items() if not k.endswith(eat.DERIVED_BUFFERS)
     }
-    own = {k: tuple(v.shape) for k, v in model.state_dict().items() if k != eat.OWN_BUFFER}
-    assert own == official
-    assert model.feature_dim == 1024
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == official
+    assert model.feature_dim == 1024 and model.output == "distribution"
+    tad66k, _ = resolve_config("eat", "paper", "tad66k")
+    assert tad66k["head"] == "score"
+    with torch.device("meta"):
+        scalar = eat.build(**{k: v for k, v in tad66k.items() if k not in HARNESS_KEYS})
+    assert scalar.cls_head.weight.shape == (1, 1024) and scalar.output == "score"
+
+
+def test_the_three_heads_share_their_init_and_read_the_raw_outputs():
+    models = {}
+    base = {k: v for k, v in _config("smoke").items() if k != "head"}
+    for head in ("logits", "distribution", "score", None):  # None: a config without the key
+        torch.manual_seed(0)
+        models[head] = eat.build(**base, **({} if head is None else {"head": head}))
+    assert [m.output for m in models.values()] == ["logits", "distribution", "score", "logits"]
+    reference = models["logits"].state_dict()
+    for head, model in models.items():
+        for key, value in model.state_dict().items():
+            if head != "score" or not key.startswith("cls_head."):
+                assert torch.equal(value, reference[key]), (head, key)
+    z = torch.randn(2, 64)
+    for model in models.values():  # forward_head is cls_head, no softmax, whatever the head
+        torch.testing.assert_close(model.forward_head(z), model.cls_head(z))
+    assert models["score"].forward_head(z).shape == (2, 1)
+    with pytest.raises(ValueError, match="EAT head must be one of"):
+        eat.build(**_config("smoke", head="raw"))
 
 
 def test_paper_forward():
@@ -296,7 +322,6 @@ def test_dat_imagenet_checkpoint(tmp_path):
         _assert_loaded(model, state, skip=("cls_head",))
         for key in ("cls_head.weight", "stages.2.attns.1.ref_point14.weight"):  # left at init
             assert torch.equal(model.state_dict()[key], fresh.state_dict()[key]), key
-        assert not model.head_reads_distribution.item()
     assert not torch.equal(fresh.state_dict()["patch_proj.0.weight"], state["patch_proj.0.weight"])
 
 
@@ -304,36 +329,51 @@ def test_eat_released_ava_state_dict(tmp_path):
     state = _random_state(official_shapes(_config("smoke")), seed=2)
     path = tmp_path / "AVA_AOT_vacc_0.8259_srcc_0.7596_vlcc_0.7710.pth"
     torch.save({f"module.{k}": v for k, v in state.items()}, path)  # prefix is stripped
-    model = eat.build(weights={"auto": path}, **_config("smoke"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the official head: loaded as it is, no warning
+        model = eat.build(weights={"auto": path}, **_config("smoke", head="distribution"))
     _assert_loaded(model, state)
-    assert model.head_reads_distribution.item()
-    # its head's raw outputs are the distribution: softmax(forward_head) gives them back
-    raw = torch.tensor([[0.05, 0.05, 0.1, 0.1, 0.2, 0.2, 0.1, 0.1, 0.05, 0.05]])
+    # Its raw outputs are the distribution, scored as the official get_score: sum_k k out_k,
+    # not renormalised (sum 0.9) and not clipped (bin 10 at -0.1): 5 0.5 + 6 0.5 - 10 0.1.
+    raw = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.0, 0.0, 0.0, -0.1])
     with torch.no_grad():
         model.cls_head.weight.zero_()
-        model.cls_head.bias.copy_(raw[0])
-        probs = torch.softmax(model.forward_head(torch.zeros(1, 64)), -1)
-    torch.testing.assert_close(probs, raw)
-    stored = _fresh()  # the mode travels with the state dict (a stored best checkpoint)
-    stored.load_state_dict(model.state_dict())
-    assert stored.head_reads_distribution.item()
+        model.cls_head.bias.copy_(raw)
+        out = model.forward_head(torch.zeros(1, 64))
+    torch.testing.assert_close(out, raw[None])
+    torch.testing.assert_close(scores(out, model.output), torch.tensor([4.5]))
+    with pytest.warns(UserWarning, match="AVA_AOT.*head 'logits'.*emits the distribution"):
+        eat.build(weights={"auto": path}, **_config("smoke"))  # loads; its outputs: no logits
 
 
 def test_eat_tad66k_state_dict(tmp_path):
     state = _random_state(official_shapes(_config("smoke"), n_out=1), seed=3)
     path = tmp_path / "TAD66K_AOT_vacc_0.6882_srcc_0.5171_vlcc_0.5460.pth"
     torch.save(state, path)
-    with pytest.raises(UserError, match=r"TAD66K_AOT.*cls_head 1024 -> 1.*eat\.backbone"):
-        eat.build(weights={"auto": path}, **_config("smoke"))
+    model = eat.build(weights={"auto": path}, **_config("smoke", head="score"))
+    _assert_loaded(model, state)  # whole, its 1-output head included
+    with torch.no_grad():  # one raw output, the score / 10: 0.55 -> 5.5
+        model.cls_head.weight.zero_()
+        model.cls_head.bias.fill_(0.55)
+        out = model.forward_head(torch.zeros(2, 64))
+    torch.testing.assert_close(scores(out, model.output), torch.tensor([5.5, 5.5]))
+    for head in ("logits", "distribution"):
+        with pytest.raises(
+            UserError, match=rf"TAD66K_AOT.*cls_head has 1 outputs, head '{head}' has 10"
+        ):
+            eat.build(weights={"auto": path}, **_config("smoke", head=head))
     model = eat.build(weights={"backbone": path}, **_config("smoke"))
     _assert_loaded(model, state, skip=("cls_head",))  # ref_point14 included
-    assert not model.head_reads_distribution.item()
+    with pytest.raises(UserError, match=r"AVA\.pth: its cls_head has 10 outputs, head 'score'"):
+        torch.save(_random_state(official_shapes(_config("smoke")), seed=4), tmp_path / "AVA.pth")
+        eat.build(weights={"auto": tmp_path / "AVA.pth"}, **_config("smoke", head="score"))
 
 
 def test_bare_path_is_auto(tmp_path):
     state = _random_state(official_shapes(_config("smoke")), seed=4)
     torch.save(state, tmp_path / "w.pth")
-    model = create_model("eat", "smoke", weights=tmp_path / "w.pth")
+    with pytest.warns(UserWarning, match="head 'logits'"):  # the smoke config's head
+        model = create_model("eat", "smoke", weights=tmp_path / "w.pth")
     _assert_loaded(model, state)
 
 
@@ -346,36 +386,42 @@ def test_wrong_files_are_user_errors(tmp_path):
 
     cpu_sized = tmp_path / "cpu_sized.pth"
     torch.save(_random_state(official_shapes(_config("cpu")), seed=5), cpu_sized)
-    with pytest.raises(UserError, match="cpu_sized.pth: 'patch_proj.0.weight' has shape"):
+    with pytest.raises(
+        UserError, match="cpu_sized.pth: not .*first: patch_proj.0.weight has shape"
+    ):
         eat.build(weights={"auto": cpu_sized}, **cfg)  # same names, other widths
 
     state = _random_state(official_shapes(cfg), seed=6)
     state["stages.2.attns.3.proj_q.weight"] = torch.zeros(32, 32, 1, 1)  # a deeper stage 3
     extra = tmp_path / "extra.pth"
     torch.save(state, extra)
-    with pytest.raises(UserError, match=r"extra.pth: 1 keys that EAT does not have.*attns\.3"):
+    with pytest.raises(
+        UserError, match=r"extra.pth: not .*1 problem; first: unexpected .*attns\.3"
+    ):
         eat.build(weights={"auto": extra}, **cfg)
 
     del state["stages.2.attns.3.proj_q.weight"]
     state["cls_norm.norm.weight"] = torch.zeros(65)
     wrong_shape = tmp_path / "wrong_shape.pth"
     torch.save(state, wrong_shape)
-    with pytest.raises(UserError, match=r"wrong_shape.pth: 'cls_norm.norm.weight' has shape"):
+    with pytest.raises(UserError, match=r"wrong_shape.pth: not .*cls_norm.norm.weight has shape"):
         eat.build(weights={"auto": wrong_shape}, **cfg)
 
     del state["cls_norm.norm.weight"]
     missing = tmp_path / "missing.pth"
     torch.save(state, missing)
-    with pytest.raises(UserError, match=r"missing.pth: 1 keys missing.*cls_norm"):
+    with pytest.raises(
+        UserError, match=r"missing.pth: not .*1 problem; first: missing key cls_norm"
+    ):
         eat.build(weights={"auto": missing}, **cfg)
 
     pickled = tmp_path / "pickled.pth"
     torch.save({"model": {}, "config": _Config()}, pickled)
-    with pytest.raises(UserError, match="pickled.pth: not readable as tensors only"):
+    with pytest.raises(UserError, match="pickled.pth: cannot read .*refused .*test_eat._Config"):
         eat.build(weights={"auto": pickled}, **cfg)
 
     with pytest.raises(UserError, match="bad.pth.*unknown weights part 'theme'"):
-        eat.build(weights={"theme": tmp_path / "bad.pth"}, **cfg)
+        create_model("eat", "smoke", weights={"theme": tmp_path / "bad.pth"})
     with pytest.raises(UserError, match="nothing.pth"):
         eat.build(weights={"auto": tmp_path / "nothing.pth"}, **cfg)
 
@@ -389,6 +435,10 @@ def test_paper_recipe_is_the_official_one():
     assert (recipe["optimizer"], recipe["lr"], recipe["batch_size"], recipe["epochs"]) == (
         "adam", 1e-6, 16, 20,
     )  # fmt: skip
-    assert (recipe["lr_step"], recipe["lr_gamma"]) == (5, 0.1)
-    assert "option.py" in recipe["source"]
+    assert (recipe["lr_step"], recipe["lr_gamma"], recipe["emd"]) == (5, 0.1, "batch_rms")
+    assert (recipe["drop_last"], recipe["eval_batch_size"]) == (False, 16)
+    tad66k = resolve_config("eat", "paper", "tad66k")[0]["recipe"]
+    assert (tad66k["lr"], tad66k["epochs"], tad66k["lr_step"], tad66k["resize"]) == (
+        1e-5, 25, 0, 256,
+    )  # fmt: skip
     assert set(model_config("eat", "cpu")["recipe"]) == {"lr"}  # chosen on validation

@@ -1,4 +1,6 @@
-"""MaxViT: the paper config's size, the input conversion, weights from a timm file."""
+"""MaxViT: the paper config's size, input statistics from timm's pretrained config of the
+variant (the pooled feature equals timm's own on the same pixels, with and without a
+conversion), weights from a timm file."""
 
 from __future__ import annotations
 
@@ -6,8 +8,39 @@ import pytest
 import timm
 import torch
 
-from baselines import create_model, model_config
+from baselines import create_model, maxvit, model_config
 from iaa_common import UserError
+
+# The pixels' normalisation, written out here: ImageNet's (the harness's) and the TF ports' 0.5.
+IMAGENET = (torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225]))
+HALF = (torch.full((3,), 0.5), torch.full((3,), 0.5))
+
+
+def _normalised(pixels: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    mean, std = (t.view(1, 3, 1, 1) for t in stats)
+    return (pixels - mean) / std
+
+
+def _pooled_feature_equals_timms(tmp_path, profile: str, config: dict, stats):
+    """A seeded random timm model of `config` in timm's layout (1000-way head) saved as a file,
+    loaded as the harness model's backbone: on the same pixels, the harness's feature of the
+    ImageNet-normalised image equals timm's pre-logits of the image normalised with `stats`."""
+    torch.manual_seed(0)
+    size = config["img_size"]
+    reference = timm.create_model(
+        config["timm_name"], img_size=size, **config["timm_kwargs"]
+    ).eval()
+    path = tmp_path / "timm_backbone.pth"
+    torch.save(reference.state_dict(), path)
+    model = create_model("maxvit", profile, {"backbone": path}, config=config).eval()
+    pixels = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = model.forward_features(_normalised(pixels, IMAGENET))
+        x = _normalised(pixels, stats)
+        theirs = reference.forward_head(reference.forward_features(x), pre_logits=True)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    return model
+
 
 REFERENCE_PARAMS = 30.41e6  # BASELINES.md: maxvit_tiny_tf_224 with a 10-way head
 
@@ -32,14 +65,27 @@ def test_small_configs_have_non_degenerate_partitions(profile):
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)  # batch independent
 
 
-def test_input_is_converted_from_imagenet_statistics_to_the_tf_range():
-    model = create_model("maxvit", "smoke")
+def test_paper_feature_with_imagenet_weights_equals_timms_own(tmp_path):
+    """maxvit_tiny_tf_224.in1k's pretrained config has ImageNet's mean/std: no conversion."""
+    config = model_config("maxvit", "paper")
+    assert timm.models.get_pretrained_cfg(config["timm_name"]).mean == (0.485, 0.456, 0.406)
+    model = _pooled_feature_equals_timms(tmp_path, "paper", config, IMAGENET)
+    assert not model.input_norm.converts
+
+
+def test_a_variant_with_other_statistics_gets_its_own(tmp_path):
+    """maxvit_tiny_tf_384.in1k's pretrained config has mean = std = 0.5 (the TF range): the
+    ImageNet-normalised input is converted to it."""
+    config = {**model_config("maxvit", "smoke"), "timm_name": "maxvit_tiny_tf_384"}
+    assert timm.models.get_pretrained_cfg("maxvit_tiny_tf_384").mean == (0.5, 0.5, 0.5)
+    model = _pooled_feature_equals_timms(tmp_path, "smoke", config, HALF)
+    assert model.input_norm.converts
     pixels = torch.rand(2, 3, 4, 4)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    x = (pixels - mean) / std
-    converted = x * model.input_scale + model.input_shift
-    torch.testing.assert_close(converted, (pixels - 0.5) / 0.5)
+    convert = maxvit.VariantInput({"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
+    torch.testing.assert_close(convert(_normalised(pixels, IMAGENET)), (pixels - 0.5) / 0.5)
+    same = maxvit.VariantInput({"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)})
+    x = torch.randn(2, 3, 4, 4)
+    assert same(x) is x  # no operation at all
 
 
 def _timm_smoke(num_classes: int) -> torch.nn.Module:
@@ -72,5 +118,5 @@ def test_wrong_file_or_part_is_a_user_error(tmp_path):
     torch.save({"conv.weight": torch.zeros(3)}, path)
     with pytest.raises(UserError, match="other.pth"):
         create_model("maxvit", "smoke", weights={"auto": path})
-    with pytest.raises(UserError, match="one weights part"):
+    with pytest.raises(UserError, match=r"other\.pth: unknown weights part 'theme'"):
         create_model("maxvit", "smoke", weights={"theme": path})

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from baselines import create_model, list_models, model_config, model_entry
+from baselines.registry import resolve_config
 from bench.train.loop import label_scores, training_loss
 from bench.train.losses import batch_loss
 from bench.train.methods import MethodOptions
@@ -24,10 +25,22 @@ def test_every_model_has_the_surface(name):
     extras = {key: extras[key] for key in model.needs}
     z = model.forward_features(x, **extras)
     assert z.shape == (3, model.feature_dim)
-    logits = model.forward_head(z)
-    assert logits.shape == (3, 10)
-    torch.testing.assert_close(model(x, **extras), logits)
+    out = model.forward_head(z)
+    output = getattr(model, "output", "logits")  # what the harness reads (bench.train.loop)
+    assert out.shape == ((3, 1) if output == "score" else (3, 10))
+    torch.testing.assert_close(model(x, **extras), out)
     assert list(model.needs) == model_entry(name)["needs"]  # what --list says
+
+
+@pytest.mark.parametrize("name", sorted(list_models()))
+@pytest.mark.parametrize(
+    ("profile", "dataset"), [("smoke", None), ("paper", None), ("paper", "tad66k")]
+)
+def test_the_head_a_config_names_is_the_models_output(name, profile, dataset):
+    config, _ = resolve_config(name, profile, dataset)
+    with torch.device("meta"):  # shapes only
+        model = create_model(name, profile, config=config)
+    assert getattr(model, "output", "logits") == config.get("head", "logits")
 
 
 def test_weights_load_from_a_local_file(tmp_path):

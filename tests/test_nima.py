@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from baselines import nima
-from baselines.registry import model_config
+from baselines import create_model, nima
+from baselines.registry import HARNESS_KEYS, model_config
+from baselines.weights import read_state_dict
 from iaa_common import UserError
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -19,8 +20,7 @@ NIMA_BN_INCEPTION = BN_INCEPTION_1000_WAY - (1024 * 1000 + 1000) + (1024 * 10 + 
 
 
 def config(profile: str) -> dict:
-    harness = ("recipe", "procedure", "pretrain")
-    return {k: v for k, v in model_config("nima", profile).items() if k not in harness}
+    return {k: v for k, v in model_config("nima", profile).items() if k not in HARNESS_KEYS}
 
 
 def imagenet(x01: torch.Tensor) -> torch.Tensor:
@@ -368,7 +368,7 @@ def test_key_mapping_by_hand(tmp_path):
     torch.save(
         {"state_dict": {"module.features.0.weight": t, "module.classifier.1.weight": t}}, path
     )
-    state = nima.read_state_dict(path)
+    state = read_state_dict(path)
     assert set(state) == {"features.0.weight", "classifier.1.weight"}
     layout = nima._layout_of(set(state))
     assert layout.name == "yunxiaoshi_nima_vgg16"
@@ -409,5 +409,5 @@ def test_wrong_files_are_one_line_user_errors_naming_the_file(tmp_path):
             nima.build(weights=weights, **config(profile))
         message = str(err.value)
         assert name in message and "\n" not in message, message
-    with pytest.raises(UserError, match="theme"):
-        nima.build(weights={"theme": cadene}, **config("smoke"))
+    with pytest.raises(UserError, match="unknown weights part 'theme'"):
+        create_model("nima", "smoke", weights={"theme": cadene})

@@ -1,22 +1,25 @@
-"""TANet: surface, parameter count, batch (in)dependence, the frozen theme net, hand-computed
-pieces, and weights from files written in the official layouts (key names and shapes derived
-here from the official class definitions in code/AVA/train_nni.py, independently of the model)."""
+"""TANet: surface, parameter count, its two heads, batch (in)dependence and the official batch
+form at paper size, the frozen theme net, hand-computed pieces, and weights from files written
+in the official layouts (key names and shapes derived here from the official class definitions
+in code/AVA/train_nni.py and code/TAD66K/train_nni.py, independently of the model)."""
+
+import math
 
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from baselines import tanet
-from baselines.registry import _registry, model_config
+from baselines import create_model, tanet
+from baselines.registry import HARNESS_KEYS, _registry, model_config, resolve_config
+from bench.train.losses import scores
 from iaa_common import UserError
 
-RESERVED = ("recipe", "procedure", "pretrain")
 REFERENCE_PARAMS, REFERENCE_FROZEN = 13.88e6, 11.36e6  # BASELINES.md
 
 
 def config(profile: str, **over) -> dict:
-    c = {k: v for k, v in model_config("tanet", profile).items() if k not in RESERVED}
+    c = {k: v for k, v in model_config("tanet", profile).items() if k not in HARNESS_KEYS}
     return {**c, **over}
 
 
@@ -129,12 +132,17 @@ def test_official_release_layout_is_459_keys_and_matches_the_paper_model(paper_m
     shapes = official_tanet_shapes()
     assert len(shapes) == 459
     ours = {k: tuple(v.shape) for k, v in paper_model.state_dict().items()}
-    assert {k: v for k, v in ours.items() if not k.startswith("tygertnet.bn7.")} == shapes
-    assert sorted(k for k in ours if k not in shapes) == [
+    assert ours == shapes  # the official batch form: no normaliser of ours
+    per_image = {
+        k: tuple(v.shape) for k, v in make("paper", target_net="per_image").state_dict().items()
+    }
+    assert sorted(k for k in per_image if k not in shapes) == [
         "tygertnet.bn7.num_batches_tracked",
         "tygertnet.bn7.running_mean",
         "tygertnet.bn7.running_var",
     ]
+    scalar = {k: tuple(v.shape) for k, v in make("paper", head="score").state_dict().items()}
+    assert scalar == official_tanet_shapes(head_out=1)  # code/TAD66K's TANet
 
 
 # --- surface, size, speed ----------------------------------------------------------------------
@@ -147,6 +155,7 @@ def test_surface(profile):
     x = torch.randn(3, 3, s, s)
     z = m.forward_features(x)
     assert m.feature_dim == 30 and z.shape == (3, 30) and tanet.TANet.needs == ()
+    assert m.output == "logits" and m.tygertnet.mode == "per_image"
     assert m.forward_head(z).shape == (3, 10)
     torch.testing.assert_close(m(x), m.forward_head(z))
     # the RGB part of the pooled feature is a softmax; the others are not constrained
@@ -167,14 +176,43 @@ def test_paper_forward_and_parameter_count(paper_model):
 
 def test_registry_sections():
     entry = _registry()["tanet"]
-    recipe = entry["configs"]["paper"]["recipe"]
-    assert {"optimizer", "lr", "batch_size", "epochs", "source"} <= set(recipe)
+    paper = entry["configs"]["paper"]
+    assert (paper["target_net"], paper["head"], paper["pretrained"]) == (
+        "batch",
+        "logits",
+        ["theme"],
+    )
+    recipe = paper["recipe"]  # code/AVA option.py, train_nni.py
+    assert (recipe["optimizer"], recipe["lr"], recipe["batch_size"], recipe["epochs"]) == (
+        "adam", 3e-4, 48, 20,
+    )  # fmt: skip
+    assert (recipe["drop_last"], recipe["eval_batch_size"]) == (False, 48)
+    tad66k, _ = resolve_config("tanet", "paper", "tad66k")  # code/TAD66K
+    assert tad66k["head"] == "score" and tad66k["target_net"] == "batch"
+    assert (tad66k["recipe"]["batch_size"], tad66k["recipe"]["epochs"]) == (40, 200)
     assert entry["configs"]["cpu"]["pretrain"] == {"part": "theme", "epochs": 20}
     assert entry["configs"]["smoke"]["pretrain"] == {"part": "theme", "epochs": 1}
     assert set(entry["configs"]["cpu"]["recipe"]) == {"lr"}  # chosen on validation
     assert "recipe" not in entry["configs"]["smoke"]
     for profile in ("cpu", "smoke"):
         assert config(profile)["theme_classes"] == 10
+
+
+def test_the_two_heads():
+    logits, score = make("smoke"), make("smoke", head="score")
+    assert (logits.output, score.output) == ("logits", "score")
+    for key, value in score.state_dict().items():  # the same init up to the fusion layer
+        if not key.startswith("head.2."):
+            assert torch.equal(value, logits.state_dict()[key]), key
+    assert score.head[2].weight.shape == (1, 30)
+    with torch.no_grad():  # Linear(30, 1) + sigmoid: bias log 3, no weight -> 3 / (1 + 3)
+        score.head[2].weight.zero_()
+        score.head[2].bias.fill_(math.log(3))
+        out = score.eval()(torch.randn(2, 3, 32, 32))
+    torch.testing.assert_close(out, torch.full((2, 1), 0.75))
+    torch.testing.assert_close(scores(out, score.output), torch.tensor([7.5, 7.5]))
+    with pytest.raises(ValueError, match="TANet head must be one of logits, score"):
+        make("smoke", head="softmax")
 
 
 # --- batch (in)dependence ------------------------------------------------------------------------
@@ -202,18 +240,42 @@ def test_per_image_training_needs_two_samples_like_any_batchnorm():
         m(x[:1])
 
 
+ONE_IMAGE = r"target_net = 'batch'\) normalises over the batch: a batch of one image"
+
+
 def test_batch_mode_reproduces_the_official_coupling():
     m = make("smoke", target_net="batch").eval()
     torch.manual_seed(4)
     x = torch.randn(48, 3, 32, 32)
     with torch.no_grad():
         full, seven = m.forward_features(x), m.forward_features(x[:7])
-        with pytest.raises(ValueError, match="more than 1 value per channel"):
+        with pytest.raises(ValueError, match=ONE_IMAGE):
             m(x[:1])  # the official code fails at B = 1, in eval too
     # the aesthetics and RGB parts are per-sample; the theme part depends on the batch
     torch.testing.assert_close(seven[:, :10], full[:7, :10], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(seven[:, 20:], full[:7, 20:], rtol=1e-5, atol=1e-6)
     assert (seven[:, 10:20] - full[:7, 10:20]).abs().max() > 1e-3
+
+
+def test_paper_model_in_the_official_batch_form_trains_and_evaluates(paper_model):
+    """Under a second (one thread): a training step and an evaluation at 224 px, batch 2."""
+    assert paper_model.tygertnet.mode == "batch" and not hasattr(paper_model.tygertnet, "bn7")
+    torch.manual_seed(11)
+    x = torch.randn(2, 3, 224, 224)
+    paper_model.train()
+    out = paper_model(x)
+    out.logsumexp(1).sum().backward()
+    grads = [p.grad for p in paper_model.parameters() if p.requires_grad]
+    assert out.shape == (2, 10) and all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert paper_model.hypernet.last_out_w.weight.grad.abs().sum() > 0  # through the B x B form
+    paper_model.zero_grad()
+    with pytest.raises(ValueError, match=ONE_IMAGE):
+        paper_model(x[:1])  # a last training batch of one image
+    paper_model.eval()
+    with torch.no_grad():
+        assert torch.isfinite(paper_model(x)).all()
+        with pytest.raises(ValueError, match=ONE_IMAGE):
+            paper_model(x[:1])
 
 
 def official_l3(h, w, b, relu7):
@@ -323,7 +385,7 @@ def test_places365_file_loads_into_the_paper_model(tmp_path, paper_model):
     path = tmp_path / "resnet18_places365.pth.tar"
     state = places365_file(path)
     for part in ("theme", "auto"):
-        tanet.load_weights(paper_model, {part: path})
+        tanet.load_weights(paper_model, part, path)
         own = paper_model.state_dict()
         for k, v in state.items():
             assert torch.equal(own[f"res365_last.{k}"], v), k
@@ -332,7 +394,9 @@ def test_places365_file_loads_into_the_paper_model(tmp_path, paper_model):
 def test_places365_file_into_a_10_class_config_is_a_user_error(tmp_path):
     path = tmp_path / "resnet18_places365.pth.tar"
     places365_file(path)
-    with pytest.raises(UserError, match=r"resnet18_places365\.pth\.tar: unexpected key"):
+    with pytest.raises(
+        UserError, match=r"resnet18_places365\.pth\.tar: not a TANet .*first: unexpected key"
+    ):
         tanet.build({"theme": path}, **config("smoke"))  # one block per layer: extra keys
     small365 = tmp_path / "small365.pth.tar"
     places365_file(
@@ -340,8 +404,8 @@ def test_places365_file_into_a_10_class_config_is_a_user_error(tmp_path):
     )
     with pytest.raises(
         UserError,
-        match=r"small365\.pth\.tar: res365_last\.fc\.weight has shape"
-        r" \(365, 16\), this TANet config expects \(10, 16\)",
+        match=r"small365\.pth\.tar: not a TANet .*first: res365_last\.fc\.weight has shape"
+        r" \(365, 16\), expected \(10, 16\)",
     ):
         tanet.build({"theme": small365}, **config("smoke"))
 
@@ -350,18 +414,32 @@ def test_released_ava_state_dict_loads(tmp_path, paper_model):
     path = tmp_path / "SRCC_758_LCC_765.pth"
     state = random_state(official_tanet_shapes(), seed=8)
     torch.save(state, path)
-    tanet.load_weights(paper_model, {"auto": path})
+    tanet.load_weights(paper_model, "auto", path)
     own = paper_model.state_dict()
+    assert set(own) == set(state)
     for k, v in state.items():
         assert torch.equal(own[k], v), k
-    assert torch.equal(own["tygertnet.bn7.running_var"], torch.ones(10))  # ours: initial
+    per_image = make("paper", target_net="per_image")
+    tanet.load_weights(per_image, "auto", path)
+    assert torch.equal(per_image.state_dict()["tygertnet.bn7.running_var"], torch.ones(10))
 
 
-def test_released_tad66k_state_dict_is_refused(tmp_path, paper_model):
+def test_released_tad66k_state_dict_loads_into_the_score_head(tmp_path, paper_model):
     path = tmp_path / "SRCC_513_LCC_531_MSE_016.pth"
-    torch.save(random_state(official_tanet_shapes(head_out=1), seed=9), path)
-    with pytest.raises(UserError, match=r"SRCC_513_LCC_531_MSE_016\.pth: TANet's TAD66K"):
-        tanet.load_weights(paper_model, {"auto": path})
+    state = random_state(official_tanet_shapes(head_out=1), seed=9)
+    torch.save(state, path)
+    scalar = make("paper", head="score")
+    tanet.load_weights(scalar, "auto", path)
+    own = scalar.state_dict()
+    assert set(own) == set(state)
+    for k, v in state.items():
+        assert torch.equal(own[k], v), k
+    with pytest.raises(
+        UserError,
+        match=r"SRCC_513_LCC_531_MSE_016\.pth: its fusion head Linear\(30, 1\) does not fit "
+        r"head 'logits'",
+    ):
+        tanet.load_weights(paper_model, "auto", path)
 
 
 def test_imagenet_mobilenet_v2_loads_as_backbone(tmp_path, paper_model):
@@ -374,7 +452,7 @@ def test_imagenet_mobilenet_v2_loads_as_backbone(tmp_path, paper_model):
     for part in ("backbone", "auto"):
         path = tmp_path / f"mobilenetv2_{part}.pth.tar"
         torch.save(state, path)
-        tanet.load_weights(paper_model, {part: path})
+        tanet.load_weights(paper_model, part, path)
         own = paper_model.state_dict()
         for k, v in state.items():
             if k.startswith("features."):
@@ -386,7 +464,7 @@ def test_imagenet_mobilenet_v2_loads_as_backbone(tmp_path, paper_model):
         if k.startswith("features.")
     }
     torch.save(nima, tmp_path / "nima.pth")
-    tanet.load_weights(paper_model, {"backbone": tmp_path / "nima.pth"})
+    tanet.load_weights(paper_model, "backbone", tmp_path / "nima.pth")
     assert torch.equal(
         paper_model.state_dict()["mobileNet.base_model.0.18.0.weight"],
         nima["base_model.0.18.0.weight"],
@@ -407,8 +485,8 @@ def test_wrong_files_and_parts_are_user_errors(tmp_path):
         tanet.build({"auto": junk}, **config("smoke"))
     with pytest.raises(UserError, match=r"junk\.pth: not a theme layout"):
         tanet.build({"theme": junk}, **config("smoke"))
-    with pytest.raises(UserError, match=r"junk\.pth: unknown TANet weights part 'head'"):
-        tanet.build({"head": junk}, **config("smoke"))
+    with pytest.raises(UserError, match=r"junk\.pth: unknown weights part 'head'"):
+        create_model("tanet", "smoke", weights={"head": junk})
     text = tmp_path / "notes.txt"
     text.write_text("not a checkpoint")
     with pytest.raises(UserError, match=r"notes\.txt: cannot read"):
@@ -416,21 +494,16 @@ def test_wrong_files_and_parts_are_user_errors(tmp_path):
     theme = tanet.theme_network(**config("smoke")).state_dict()
     del theme["layer4.0.conv2.weight"]
     torch.save(theme, tmp_path / "partial.pth")
-    with pytest.raises(UserError, match=r"partial\.pth: missing key res365_last\.layer4\.0\.conv2"):
+    with pytest.raises(
+        UserError, match=r"partial\.pth: not .*missing key res365_last\.layer4\.0\.conv2"
+    ):
         tanet.build({"theme": tmp_path / "partial.pth"}, **config("smoke"))
 
 
 def test_official_to_tanet_mapping():
     w = torch.zeros(1)
     theme = tanet.official_to_tanet(
-        {
-            "state_dict": {
-                "module.conv1.weight": w,
-                "module.fc.weight": w,
-                "module.layer4.0.conv1.weight": w,
-            }
-        },
-        "theme",
+        {"conv1.weight": w, "fc.weight": w, "layer4.0.conv1.weight": w}, "theme"
     )
     assert sorted(theme) == [
         "res365_last.conv1.weight",
@@ -454,7 +527,5 @@ def test_official_to_tanet_mapping():
     }
     assert tanet.official_to_tanet(release, "auto") == release
     assert list(tanet.official_to_tanet(release, "theme")) == ["res365_last.fc.weight"]
-    with pytest.raises(ValueError, match="TAD66K"):
-        tanet.official_to_tanet({**release, "head.2.weight": torch.zeros(1, 30)}, "auto")
-    with pytest.raises(ValueError, match="unknown weights part"):
-        tanet.official_to_tanet(release, "rgb")
+    tad66k = {**release, "head.2.weight": torch.zeros(1, 30)}
+    assert tanet.official_to_tanet(tad66k, "auto") == tad66k

@@ -97,15 +97,20 @@ def _full_size(x: torch.Tensor) -> torch.Tensor:
     return torch.tensor(x.shape[-2:]).expand(len(x), 2)
 
 
-def _file_transform(img_size: int, resize: int, train: bool) -> transforms.Compose:
+def _file_transform(
+    img_size: int, resize: int, train: bool, interpolation: str
+) -> transforms.Compose:
+    """Training: resize x resize, flip, random crop to img_size; evaluation: img_size x img_size
+    (both squashing the aspect ratio, as the official loaders), with PIL's `interpolation`."""
+    mode = transforms.InterpolationMode(interpolation)
     steps = (
         [
-            transforms.Resize((resize, resize)),
+            transforms.Resize((resize, resize), interpolation=mode),
             transforms.RandomHorizontalFlip(),
             transforms.RandomCrop(img_size),
         ]
         if train
-        else [transforms.Resize((img_size, img_size))]
+        else [transforms.Resize((img_size, img_size), interpolation=mode)]
     )
     normalize = transforms.Normalize(MEAN.flatten().tolist(), STD.flatten().tolist())
     return transforms.Compose([*steps, transforms.ToTensor(), normalize])
@@ -148,10 +153,13 @@ def batches(
     num_workers: int = 0,
     needs: tuple[str, ...] = (),
     max_side: int | None = None,
+    interpolation: str = "bilinear",
+    drop_last: bool = True,
 ) -> Iterator[Batch]:
-    """One epoch of batches. Training batches are shuffled and drop the last partial batch;
-    evaluation batches keep every sample, in order (the official code drops the last one).
-    `needs` names the extras to supply (see the module docstring)."""
+    """One epoch of batches. Training batches are shuffled and drop the last partial batch
+    (unless `drop_last` is false); evaluation batches keep every sample, in order. `needs`
+    names the extras to supply (see the module docstring); `interpolation` is the filter that
+    resizes image files."""
     unknown = set(needs) - set(EXTRAS)
     if unknown:
         raise ValueError(f"unknown model needs {sorted(unknown)}; known: {', '.join(EXTRAS)}")
@@ -160,7 +168,7 @@ def batches(
     n = len(split)
     if train:
         order = torch.randperm(n, generator=generator)
-        order = order[: n - n % batch_size] if n >= batch_size else order
+        order = order[: n - n % batch_size] if drop_last and n >= batch_size else order
     else:
         order = torch.arange(n)
     if isinstance(split.images, np.ndarray):
@@ -171,7 +179,7 @@ def batches(
         transform = (
             _native_transform(max_side, train)
             if native
-            else _file_transform(img_size, resize or img_size, train)
+            else _file_transform(img_size, resize or img_size, train, interpolation)
         )
         loader = DataLoader(
             torch.utils.data.Subset(_ImageFiles(split.images, transform), order.tolist()),

@@ -19,12 +19,14 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from baselines import model_config
-from bench.data.registry import data_identity
+from baselines.registry import model_entry, resolve_config, starts
+from bench.data.registry import data_identity, paper_dataset
 from bench.profiles import get_profile
 from bench.train.methods import MethodOptions
+from iaa_common import UserError
 
-STAGE_FORMAT = 1  # bump when what a stage computes changes, so old results are not reused
+STAGE_FORMAT = 2  # bump when what a stage computes changes, so old results are not reused
+# 2: every recipe key applied (per-model losses and heads, transforms, schedules), variants
 
 
 class Stage:
@@ -52,14 +54,17 @@ class RunRequest:
     data_root: str | None = None
     weights: dict[str, str] | None = None  # part -> local file ("auto": recognised by keys)
     eval_only: bool = False  # evaluate `weights` on test, no training
-    recipe: dict | None = None  # over the model config's recipe (bench.dev.choose: lr candidates)
+    recipe: dict | None = None  # over the model config's recipe (--recipe, bench.dev.choose)
     unlabeled: str | None = None  # an image folder for a real dataset's APDS pool (--unlabeled)
+    variants: tuple[str, ...] = ()  # the model's named variants (baselines/models.toml)
 
 
 def stages_for(run: RunRequest) -> list[Stage]:
     """The chain of stages of one run, the last one holding its final metrics."""
     profile = get_profile(run.profile)
-    config = model_config(run.model, run.profile)
+    config, variants = resolve_config(
+        run.model, run.profile, paper_dataset(run.dataset).lower(), run.variants
+    )
     if run.recipe:
         config = {**config, "recipe": {**config.get("recipe", {}), **run.recipe}}
     where = {
@@ -70,12 +75,15 @@ def stages_for(run: RunRequest) -> list[Stage]:
         "model": run.model,
         "model_config": config,
     }
+    if variants:
+        where["variants"] = list(variants)
     if run.unlabeled and not run.dataset.startswith("synth-"):
         where["unlabeled"] = run.unlabeled
     if run.eval_only:
         config = {**where, "weights": run.weights, "profile": asdict(profile)}
         return [Stage("evaluate", {"stage": "evaluate", **config})]
 
+    _check_pretrained(run, config)
     pretrain = None
     part = config.get("pretrain", {}).get("part")
     if part is not None and part not in (run.weights or {}):
@@ -104,6 +112,22 @@ def stages_for(run: RunRequest) -> list[Stage]:
         parent=round1,
     )
     return [stage for stage in (pretrain, round1, selftrain) if stage is not None]
+
+
+def _check_pretrained(run: RunRequest, config: dict) -> None:
+    """UserError when the model's official recipe starts from a pretrained part (its config's
+    `pretrained` list, at the paper profile) and no file, whole model or pre-training stage
+    gives it."""
+    given = set(run.weights or {})
+    for part in config.get("pretrained", ()):
+        if given & {part, "auto", "model"} or config.get("pretrain", {}).get("part") == part:
+            continue
+        what = model_entry(run.model)["weights"].get(part, "its file")
+        raise UserError(
+            f"{run.model} at profile {run.profile} starts from its pretrained {part} ({what}): "
+            f"give --weights {run.model}.{part}=FILE, or ask for another start by name "
+            f"({', '.join(starts(run.model)) or 'none exists'})"
+        )
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ class Row:
     # MethodOptions fields; flsa / ranksim: True turn them on at the grid's weight
     options: dict = field(default_factory=dict)
     recipe: dict = field(default_factory=dict)  # over the model's recipe (e.g. lr candidates)
+    variants: tuple[str, ...] = ()  # the model's named variants (baselines/models.toml)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class Cell:
 class Grid:
     """Every (dataset, row, seed) of `datasets` x `rows` x seeds 0..seeds-1 at a profile.
     `weights` maps a model to its weight files (part -> path); `eval_only` evaluates them
-    instead of training."""
+    instead of training. `recipe` and `variants` map a model (or "*", every model) to recipe
+    keys over its recipe and to its named variants, under each row's own."""
 
     datasets: Sequence[str]
     rows: Sequence[Row]
@@ -109,6 +111,15 @@ class Grid:
     data: DataSource = DataSource()
     weights: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     eval_only: bool = False
+    recipe: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    variants: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def recipe_for(self, row: Row) -> dict:
+        return {**self.recipe.get("*", {}), **self.recipe.get(row.model, {}), **row.recipe}
+
+    def variants_for(self, row: Row) -> tuple[str, ...]:
+        named = [*self.variants.get(row.model, ()), *row.variants]
+        return tuple(dict.fromkeys(named))
 
     def cells(self) -> list[Cell]:
         if self.seeds < 1:
@@ -128,8 +139,9 @@ class Grid:
                         data_root=str(root.resolve()) if root else None,
                         weights=self.weights.get(row.model),
                         eval_only=self.eval_only,
-                        recipe=row.recipe or None,
+                        recipe=self.recipe_for(row) or None,
                         unlabeled=str(pool.resolve()) if pool else None,
+                        variants=self.variants_for(row),
                     )
                     cells.append(Cell(dataset, row.key, seed, stages_for(request)))
         return cells
@@ -148,6 +160,8 @@ class Request:
     data: DataSource = DataSource()
     weights: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     eval_only: bool = False
+    recipe: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    variants: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def datasets(self, paper_datasets: Sequence[str]) -> list[str]:
         """--dataset, else the paper's datasets (real with a data root, else embedded); every
@@ -165,7 +179,7 @@ class Request:
     def grid(self, rows: Sequence[Row], paper_datasets: Sequence[str]) -> Grid:
         return Grid(
             self.datasets(paper_datasets), rows, self.seeds, self.profile, self.options,
-            self.data, self.weights, self.eval_only,
+            self.data, self.weights, self.eval_only, self.recipe, self.variants,
         )  # fmt: skip
 
 
@@ -186,6 +200,52 @@ def parse_weights(pairs: Sequence[str]) -> dict[str, dict[str, str]]:
         if not Path(path).is_file():
             raise UserError(f"{path}: weights file not found")
         out.setdefault(model, {})[part or "auto"] = str(Path(path).resolve())
+    return out
+
+
+def parse_recipe(pairs: Sequence[str]) -> dict[str, dict[str, object]]:
+    """--recipe [MODEL.]KEY=VALUE -> {model or "*": {key: value}}; the value read as TOML
+    (numbers, true / false, [lists]) or else as a string."""
+    import tomllib
+
+    from baselines import list_models
+    from bench.train.settings import RECIPE_KEYS
+
+    out: dict[str, dict[str, object]] = {}
+    for pair in pairs:
+        target, sep, text = pair.partition("=")
+        model, dot, key = target.rpartition(".")
+        if not sep or not key or not text or (dot and not model):
+            raise UserError(f"--recipe takes [MODEL.]KEY=VALUE, got '{pair}'")
+        if model and model not in list_models():
+            raise UserError(f"--recipe: unknown model '{model}'; valid: {', '.join(list_models())}")
+        if key not in RECIPE_KEYS:
+            raise UserError(f"--recipe: unknown key '{key}'; valid: {', '.join(RECIPE_KEYS)}")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        out.setdefault(model or "*", {})[key] = value
+    return out
+
+
+def parse_variants(pairs: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """--variant MODEL=NAME[,NAME] -> {model: names}, each a variant the model has."""
+    from baselines.registry import model_entry
+
+    out: dict[str, tuple[str, ...]] = {}
+    for pair in pairs:
+        model, sep, names = pair.partition("=")
+        if not sep or not model or not names:
+            raise UserError(f"--variant takes MODEL=NAME[,NAME], got '{pair}'")
+        known = model_entry(model).get("variants", {})
+        for name in names.split(","):
+            if name not in known:
+                raise UserError(
+                    f"--variant: {model} has no variant '{name}'; its variants: "
+                    f"{', '.join(known) or 'none'}"
+                )
+        out[model] = (*out.get(model, ()), *names.split(","))
     return out
 
 

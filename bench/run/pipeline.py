@@ -2,10 +2,13 @@
 
     grids (bench.run.grid)   every (dataset, row, seed) and its chain of stages (bench.run.dag)
     schedule                 the stages deduplicated across every grid, parents first, the most
-                             widely shared and cheapest chains first (bench.run.runner)
+                             widely shared and cheapest chains first (bench.run.runner); a stored
+                             stage counts only if it passes its check (bench.run.store: a damaged
+                             one is moved to quarantine and run again)
     execute                  what the store lacks (nothing with `cached_only`): the data and the
                              weight files are checked first, then the runner fans out
-    records                  one record per cell, read back from the store (bench.run.records)
+    records                  one record per cell, read back from the store (bench.run.records);
+                             with `cached_only`, a damaged stage's cells say "damaged"
 
 The command line (run_all.py), the tables (tables/make.py), the figures (figures/make.py), the
 claim checker (tables/claims.py) and `python -m bench.dev.choose` all call `run`.
@@ -13,7 +16,6 @@ claim checker (tables/claims.py) and `python -m bench.dev.choose` all call `run`
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,16 +100,18 @@ def run(grids: Sequence[Grid], how: Execution) -> Outcome:
 
         check_settings(how.device, how.backend)
         jobs = how.jobs or default_jobs(how.device)
-        execute(the_schedule, Context(results=how.results, device=how.device), jobs, how.backend)
+        ctx = Context(results=how.results, device=how.device)
+        execute(the_schedule, ctx, jobs, how.backend, how.force)
     outcome.records = [records(grid_cells, store) for grid_cells in cells]
     return outcome
 
 
 def _prepare(grids: Sequence[Grid], how: Execution) -> None:
-    """Before anything runs: warn of a paper-profile model trained without its ImageNet file,
-    check every dataset (generating the embedded benchmark) and every weight file, so that bad
-    input stops the command with one line, not stage by stage."""
+    """Before anything runs: check every dataset (generating the embedded benchmark) and every
+    weight file, so that bad input stops the command with one line, not stage by stage; say
+    how a released model is evaluated."""
     from baselines import create_model
+    from baselines.registry import model_entry
     from bench.data.registry import load_dataset
     from bench.profiles import get_profile
 
@@ -115,13 +119,10 @@ def _prepare(grids: Sequence[Grid], how: Execution) -> None:
     for grid in grids:
         profile = get_profile(grid.profile)
         models = {row.model for row in grid.rows}
-        if profile.name == "paper" and not grid.eval_only:
-            for model in sorted(models - set(grid.weights)):
-                print(
-                    f"warning: profile paper without --weights {model}=FILE trains {model} "
-                    "from random initialisation (the paper starts from ImageNet weights)",
-                    file=sys.stderr,
-                )
+        for row in grid.rows if grid.eval_only and profile.name == "paper" else ():
+            released = model_entry(row.model).get("released")
+            if released and not grid.variants_for(row):
+                print(f"{row.model}: evaluated as released, {released}")
         root = grid.data.root.resolve() if grid.data.root else None
         for dataset in grid.datasets:
             key = (dataset, profile.name, root, grid.data.unlabeled)

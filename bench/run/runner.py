@@ -3,13 +3,17 @@
 Stages are grouped in waves by depth (all first rounds, then all self-training rounds); the
 stages of a wave are independent and are fanned out with joblib, whose backend is a setting
 (loky processes locally; `--backend ray` after `ray.util.joblib.register_ray()` on a cluster).
-A stage whose result is stored as ok is reused; `force` recomputes. A failed stage is retried on
-the next invocation; its children are recorded as failed without running.
+A stage whose result is stored as ok (and intact: bench/run/store.py) is reused; `force`
+recomputes. A failed stage is retried on the next invocation; its children are recorded as
+failed without running. A stage that another run (another process, another host) is computing
+is waited for in the worker and reused: one computation per stage across runs sharing a store.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import threading
 from dataclasses import dataclass, replace
 from multiprocessing.managers import SyncManager
@@ -20,7 +24,7 @@ from tqdm.auto import tqdm
 from bench.run.dag import Context, Stage
 from bench.run.lifeline import exit_with
 from bench.run.reproducible import pin_cpu_kernels
-from bench.run.store import Store, write_json
+from bench.run.store import Store, note_damage, write_json
 from iaa_common import UserError
 
 
@@ -80,9 +84,11 @@ def _register_backend(backend: str) -> None:
         register_ray()
 
 
-def execute(the_schedule: Schedule, ctx: Context, jobs: int, backend: str) -> dict[str, dict]:
-    """Run every stage of the schedule that is not cached; return each computed stage's
-    status."""
+def execute(
+    the_schedule: Schedule, ctx: Context, jobs: int, backend: str, force: bool = False
+) -> dict[str, dict]:
+    """Run every stage of the schedule that is not cached; return each stage's outcome (its
+    status; `reused`: who computed it, when another run did)."""
     store = Store(ctx.results)
     store.clean_temporaries()
     todo = [s for s in the_schedule.stages if s.id not in the_schedule.cached]
@@ -106,6 +112,7 @@ def execute(the_schedule: Schedule, ctx: Context, jobs: int, backend: str) -> di
     outcomes: dict[str, dict] = {}
     bar = tqdm(total=len(todo), desc="stages", unit="stage")
     progress = epoch_bars.queue
+    run_by = f"{socket.gethostname()}:{os.getpid()}"
     try:
         for depth in sorted({s.depth for s in todo}):
             wave = [s for s in todo if s.depth == depth]
@@ -120,11 +127,13 @@ def execute(the_schedule: Schedule, ctx: Context, jobs: int, backend: str) -> di
                 # Ray's joblib backend returns a wave's outcomes together (the epoch bars move)
                 order = "list" if backend == "ray" else "generator_unordered"
                 results = Parallel(return_as=order)(
-                    delayed(run_stage)(stage, ctx, progress) for stage in runnable
+                    delayed(run_stage)(stage, ctx, progress, force, run_by) for stage in runnable
                 )
                 for outcome in results:
+                    note_damage(outcome.pop("damage", {}))
                     outcomes[outcome["id"]] = outcome
-                    bar.set_postfix_str(f"last: {outcome['status']}")
+                    reused = f" (by {outcome['reused']})" if "reused" in outcome else ""
+                    bar.set_postfix_str(f"last: {outcome['status']}{reused}")
                     bar.update()
     finally:
         bar.close()
@@ -133,12 +142,19 @@ def execute(the_schedule: Schedule, ctx: Context, jobs: int, backend: str) -> di
             import ray
 
             ray.shutdown()
+    reused = sum("reused" in outcome for outcome in outcomes.values())
+    print(
+        f"stages: {len(outcomes) - reused} computed by this run ({run_by}), {reused} computed "
+        "by another run and reused",
+        file=sys.stderr,
+    )
     return outcomes
 
 
 class _EpochBars:
     """One tqdm bar per running stage, drawn here from the epochs the workers report on
-    `queue` (a Ray queue), or on a queue of a local manager process started here."""
+    `queue` (a Ray queue), or on a queue of a local manager process started here; a line of
+    text on the queue (a worker waiting for another run's stage) is printed above the bars."""
 
     def __init__(self, queue=None):
         self._manager = None
@@ -153,6 +169,9 @@ class _EpochBars:
     def _draw(self) -> None:
         bars: dict[str, tqdm] = {}
         while (message := self.queue.get()) is not None:
+            if isinstance(message, str):
+                tqdm.write(message, file=sys.stderr)
+                continue
             stage_id, kind, epoch, epochs, loss, srcc = message
             if stage_id not in bars:
                 bars[stage_id] = tqdm(
@@ -174,12 +193,16 @@ class _EpochBars:
 
 
 def failed_upstream(stage: Stage, store: Store) -> dict:
-    """Record a stage that cannot run because its parent failed."""
-    parent = store.status(stage.parent.id) or {}
-    out = store.begin(stage.id)
-    write_json(out / "config.json", stage.config)
-    reason = f"{stage.parent.kind} failed ({parent.get('reason', 'unknown')})"
-    status = {"status": "failed", "reason": reason}
-    write_json(out / "status.json", status)
-    store.commit(out, stage.id)
+    """Record a stage that cannot run because its parent failed (under the stage's lock: one
+    that another run stored meanwhile is reused)."""
+    with store.claim(stage.id) as claim:
+        if claim.reuse is not None:
+            return {"id": stage.id, **claim.reuse}
+        parent = store.status(stage.parent.id) or {}
+        out = store.begin(stage.id)
+        write_json(out / "config.json", stage.config)
+        reason = f"{stage.parent.kind} failed ({parent.get('reason', 'unknown')})"
+        status = {"status": "failed", "reason": reason}
+        write_json(out / "status.json", status)
+        store.commit(out, stage.id)
     return {"id": stage.id, **status}

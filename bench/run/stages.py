@@ -15,9 +15,12 @@ training settings come from bench/train/settings.py.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import sys
 import time
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from queue import Queue
@@ -34,15 +37,16 @@ from bench.data.types import IAADataset
 from bench.profiles import Profile
 from bench.run.dag import Context, Stage
 from bench.run.lifeline import exit_with
-from bench.run.store import Store, code_version, write_json
+from bench.run.store import Store, code_version, damage_found, write_json
 from bench.train.loop import (
     Progress,
     Round,
     Supervised,
-    predict_logits,
-    predicted_scores,
+    output_of,
+    predict_outputs,
     train_round,
 )
+from bench.train.losses import predicted_scores
 from bench.train.methods import MethodOptions
 from bench.train.metrics import evaluate
 from bench.train.pretrain import pretrain_part
@@ -130,16 +134,21 @@ def _model(config: RunConfig, store: Store, stage: Stage):
         part = config.model_config["pretrain"]["part"]
         weights[part] = store.path(stage.parent.id) / f"{part}.pt"
     torch.manual_seed(config.seed)
-    return create_model(config.model, config.profile.name, weights or None)
+    return create_model(
+        config.model, config.profile.name, weights or None, dict(config.model_config)
+    )
 
 
 def _evaluate_and_store(model, dataset: IAADataset, settings, out: Path, metrics: dict):
-    logits = predict_logits(model, dataset.test, settings)
-    pred = predicted_scores(logits)
+    """Test metrics and per-image predictions: the score and the head's outputs (`logit1..10`
+    of a logits head, `output1..K` of a distribution or score head)."""
+    outputs = predict_outputs(model, dataset.test, settings)
+    pred = predicted_scores(outputs, output_of(model))
     test_metrics = evaluate(pred, dataset.test.scores)
     table = pd.DataFrame({"id": dataset.test.ids, "gt": dataset.test.scores, "pred": pred})
-    for k in range(logits.shape[1]):
-        table[f"logit{k + 1}"] = logits[:, k]
+    column = "logit" if output_of(model) == "logits" else "output"
+    for k in range(outputs.shape[1]):
+        table[f"{column}{k + 1}"] = outputs[:, k]
     table.to_csv(out / "predictions.csv", index=False)
     write_json(out / "metrics.json", {"test": test_metrics, **metrics})
     return test_metrics
@@ -188,15 +197,31 @@ def _round1(stage: Stage, store: Store, out: Path, ctx: Context, progress: Progr
 
 
 def _evaluate(stage: Stage, out: Path, ctx: Context, progress: Progress) -> None:
+    """Trained weights evaluated on test as their code does: in float32 (no autocast, no TF32,
+    as every official code), in the recipe's evaluation batches, in order. (Nothing is chosen
+    here, so the validation split is not evaluated.)"""
     config = RunConfig.parse(stage.config)
-    model = create_model(config.model, config.profile.name, dict(config.weights))
-    settings = config.settings(resolve_device(ctx.device), model, epochs=0)
+    model = create_model(
+        config.model, config.profile.name, dict(config.weights), dict(config.model_config)
+    )
+    settings = replace(config.settings(resolve_device(ctx.device), model, epochs=0), amp=False)
     model.to(settings.device)
     dataset = config.load(ctx, out)
-    val_pred = predicted_scores(predict_logits(model, dataset.val, settings))
-    val = evaluate(val_pred, dataset.val.scores)
-    test = _evaluate_and_store(model, dataset, settings, out, {"val": val})
+    with _float32():
+        test = _evaluate_and_store(model, dataset, settings, out, {"val": {}})
     progress.log(f"evaluated {json.dumps(dict(config.weights))}: test {json.dumps(test)}")
+
+
+@contextmanager
+def _float32():
+    """Plain float32 matrix products and convolutions on a GPU (TF32 off), then as before."""
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def _pseudo_label(
@@ -205,10 +230,12 @@ def _pseudo_label(
     """APDS: choose (beta, t) on a labelled validation subset, then label the pool."""
     if dataset.unlabeled is None or not len(dataset.unlabeled):
         raise ValueError(f"APDS needs an unlabeled pool; dataset '{dataset.name}' has none")
+    if output_of(model) != "logits":
+        raise ValueError(f"APDS sharpens a softmax: the model's head returns a {output_of(model)}")
     rng = np.random.default_rng(seed)
     n_search = max(1, round(profile.apds_val_fraction * len(dataset.val)))
     search = dataset.val.subset(np.sort(rng.permutation(len(dataset.val))[:n_search]))
-    logits = torch.from_numpy(predict_logits(model, search, settings))
+    logits = torch.from_numpy(predict_outputs(model, search, settings))
     pred = torch.from_numpy(predicted_scores(logits.numpy()))
     result = apds.grid_search(
         logits,
@@ -225,7 +252,7 @@ def _pseudo_label(
     )
 
     pool = dataset.unlabeled
-    logits = torch.from_numpy(predict_logits(model, pool, settings))
+    logits = torch.from_numpy(predict_outputs(model, pool, settings))
     probs = torch.softmax(logits, -1)
     pred = apds.expected_score(probs)
     confidence = apds.sharpen(logits, pred, result.beta).amax(-1)
@@ -268,59 +295,83 @@ def _selftrain(stage: Stage, store: Store, out: Path, ctx: Context, progress: Pr
     _train_and_store(model, dataset, training, out, progress, {"apds": summary})
 
 
-def run_stage(stage: Stage, ctx: Context, progress: Queue | None = None) -> dict:
-    """Compute one stage in this process and store it atomically, as ok or failed.
-    A failure (NaN loss, an exception) is recorded with its reason, never raised.
-    Each finished epoch is reported on the `progress` queue, if given (the runner draws it)."""
+def run_stage(
+    stage: Stage,
+    ctx: Context,
+    progress: Queue | None = None,
+    force: bool = False,
+    run_by: str = "",
+) -> dict:
+    """Compute one stage in this process and store it atomically, as ok or failed, holding the
+    stage's lock (bench/run/store.py): a stage another process is computing is waited for and
+    its result reused (the outcome's `reused` names who computed it), as is one stored
+    meanwhile, unless `force`. A failure (NaN loss, an exception) is recorded with its reason,
+    never raised. Each finished epoch is reported on the `progress` queue, if given (the runner
+    draws it), and so is a wait, as a line of text. `run_by` (the runner) goes to the log; the
+    outcome's `damage` is what this process found damaged in the store."""
     torch.set_num_threads(STAGE_THREADS)
     if ctx.runner_pid is not None:
         exit_with(ctx.runner_pid)  # a worker does not outlive its runner
     store = Store(ctx.results)
-    out = store.begin(stage.id)
-    write_json(out / "config.json", stage.config)
-    write_json(
-        out / "versions.json",
-        {
-            "code": code_version(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "timm": timm.__version__,
-            "numpy": np.__version__,
-            "device": ctx.device,
-            "host": platform.node(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        },
-    )
-    start = time.time()
-    with open(out / "log.txt", "a", buffering=1) as log_file:
 
-        def log(line: str) -> None:
-            log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-
-        def on_epoch(epoch: int, epochs: int, loss: float, srcc: float) -> None:
-            if progress is None:
-                return
-            try:
-                progress.put((stage.id, stage.kind, epoch, epochs, loss, srcc))
-            except (OSError, EOFError):  # the runner's progress bars are gone: not a failure
-                pass
-
-        report = Progress(log, on_epoch)
-        log(f"{stage.kind} {stage.id}")
+    def say(line: str) -> None:
+        if progress is None:
+            print(line, file=sys.stderr)
+            return
         try:
-            if stage.kind == "pretrain":
-                _pretrain(stage, out, ctx, report)
-            elif stage.kind == "round1":
-                _round1(stage, store, out, ctx, report)
-            elif stage.kind == "selftrain":
-                _selftrain(stage, store, out, ctx, report)
-            else:
-                _evaluate(stage, out, ctx, report)
-            status = {"status": "ok", "reason": ""}
-        except Exception as err:  # recorded, so that the other runs still finish
-            status = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
-            log(f"FAILED {status['reason']}")
-    status["seconds"] = round(time.time() - start, 2)
-    write_json(out / "status.json", status)
-    store.commit(out, stage.id)
-    return {"id": stage.id, **status}
+            progress.put(line)
+        except (OSError, EOFError):  # the runner's progress bars are gone: not a failure
+            pass
+
+    with store.claim(stage.id, force, say) as claim:
+        if claim.reuse is not None:
+            return {"id": stage.id, **claim.reuse, "damage": damage_found()}
+        out = store.begin(stage.id)
+        write_json(out / "config.json", stage.config)
+        write_json(
+            out / "versions.json",
+            {
+                "code": code_version(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "timm": timm.__version__,
+                "numpy": np.__version__,
+                "device": ctx.device,
+                "host": platform.node(),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            },
+        )
+        start = time.time()
+        with open(out / "log.txt", "a", buffering=1) as log_file:
+
+            def log(line: str) -> None:
+                log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+            def on_epoch(epoch: int, epochs: int, loss: float, srcc: float) -> None:
+                if progress is None:
+                    return
+                try:
+                    progress.put((stage.id, stage.kind, epoch, epochs, loss, srcc))
+                except (OSError, EOFError):  # the runner's progress bars are gone
+                    pass
+
+            report = Progress(log, on_epoch)
+            by = f" for the run {run_by}" if run_by else ""
+            log(f"{stage.kind} {stage.id} computed by {platform.node()}:{os.getpid()}{by}")
+            try:
+                if stage.kind == "pretrain":
+                    _pretrain(stage, out, ctx, report)
+                elif stage.kind == "round1":
+                    _round1(stage, store, out, ctx, report)
+                elif stage.kind == "selftrain":
+                    _selftrain(stage, store, out, ctx, report)
+                else:
+                    _evaluate(stage, out, ctx, report)
+                status = {"status": "ok", "reason": ""}
+            except Exception as err:  # recorded, so that the other runs still finish
+                status = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
+                log(f"FAILED {status['reason']}")
+        status["seconds"] = round(time.time() - start, 2)
+        write_json(out / "status.json", status)
+        store.commit(out, stage.id)
+    return {"id": stage.id, **status, "damage": damage_found()}

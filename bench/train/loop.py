@@ -14,6 +14,7 @@ recipe (`TrainSettings`): Adam at the profile's learning rate unless a recipe sa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -27,7 +28,7 @@ from bench.data.loading import Batch, batches
 from bench.data.types import Split
 from bench.train import mixup_sampling
 from bench.train.dir_terms import DIRTerms, dir_terms
-from bench.train.losses import batch_loss
+from bench.train.losses import EmdForm, Output, batch_loss, predicted_scores
 from bench.train.methods import MethodOptions
 from bench.train.metrics import evaluate
 from bench.train.settings import TrainSettings
@@ -97,14 +98,35 @@ def _mix_extras(extras: dict[str, torch.Tensor], i, j, lam) -> dict[str, torch.T
     return mixed
 
 
-def lr_schedule(optimizer: torch.optim.Optimizer, settings: TrainSettings):
-    """The recipe's learning-rate decay, stepped once per epoch (None: a constant lr)."""
+def lr_schedule(optimizer: torch.optim.Optimizer, settings: TrainSettings, updates: int = 0):
+    """The recipe's learning-rate schedule (None: a constant lr): stepped once per epoch, or,
+    for "cosine", after every one of the round's `updates` optimizer updates
+    (`per_update(schedule)` tells which)."""
+    gamma = settings.lr_gamma
+    if settings.schedule == "compound":  # lr_e = lr_0 gamma^(e (e + 1) / 2): BIAA's official
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: gamma ** (e * (e + 1) / 2))
+    if settings.schedule == "cosine":
+        warmup = settings.warmup_epochs * updates / max(settings.epochs, 1)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(updates - warmup, 1)))
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        schedule.per_update = True
+        return schedule
     if settings.lr_step:
-        return torch.optim.lr_scheduler.StepLR(optimizer, settings.lr_step, settings.lr_gamma)
+        return torch.optim.lr_scheduler.StepLR(optimizer, settings.lr_step, gamma)
     if settings.lr_milestones:
         milestones = list(settings.lr_milestones)
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, settings.lr_gamma)
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma)
     return None
+
+
+def per_update(schedule) -> bool:
+    """Whether a schedule of `lr_schedule` steps after every update (else after every epoch)."""
+    return getattr(schedule, "per_update", False)
 
 
 def training_loss(
@@ -116,10 +138,12 @@ def training_loss(
     generator: torch.Generator,
     extras: dict[str, torch.Tensor] | None = None,
     dir_terms: DIRTerms | None = None,
+    emd_form: EmdForm = "per_sample",
 ) -> torch.Tensor:
     """The loss of one step. The last `n_pseudo` rows of x are pseudo-labelled (eq. 10).
     `extras` are the model's per-image inputs beyond pixels (its `needs`); `dir_terms` the
-    round's LDS / FDS / RankSim state when any is on (bench/train/dir_terms.py)."""
+    round's LDS / FDS / RankSim state when any is on (bench/train/dir_terms.py); `emd_form`
+    the recipe's EMD (bench/train/losses.py), on what the model's head returns (`output`)."""
     extras = extras or {}
     n_labeled = len(x) - n_pseudo
     pairs = _mixup_pairs(label_scores(targets), opts, generator) if opts.tfa else None
@@ -132,20 +156,21 @@ def training_loss(
         z, penalty = dir_terms.features(z, label_scores(targets), n_labeled, generator)
     if pairs is not None and opts.tfa_level == "feature":
         z, targets = tfa.mix_pairs(z, targets, *pairs)
-    logits = model.forward_head(z)
+    outputs = model.forward_head(z)
+    output = getattr(model, "output", "logits")
     weights = dir_terms.weights(label_scores(targets)) if dir_terms is not None else None
 
     # Rows: labelled [0, n_labeled), pseudo-labelled [n_labeled, n_batch), mixed after them.
     # Slices, not boolean masks: no host sync.
     n_batch = n_labeled + n_pseudo
-    labeled = torch.cat([logits[:n_labeled], logits[n_batch:]])
+    labeled = torch.cat([outputs[:n_labeled], outputs[n_batch:]])
     labeled_targets = torch.cat([targets[:n_labeled], targets[n_batch:]])
     w_s = None if weights is None else torch.cat([weights[:n_labeled], weights[n_batch:]])
-    loss = batch_loss(labeled, labeled_targets, opts.emd_form, w_s)  # L_s
+    loss = batch_loss(labeled, labeled_targets, emd_form, w_s, output)  # L_s
     if n_pseudo:
         pseudo = slice(n_labeled, n_batch)
         w_u = None if weights is None else weights[pseudo]
-        loss = loss + batch_loss(logits[pseudo], targets[pseudo], opts.emd_form, w_u)  # L_u
+        loss = loss + batch_loss(outputs[pseudo], targets[pseudo], emd_form, w_u, output)  # L_u
     if opts.flsa_weight > 0:
         loss = loss + opts.flsa_weight * flsa.alignment_loss(z, label_scores(targets))
     if penalty is not None:
@@ -157,7 +182,7 @@ def evaluation_batches(split: Split, settings: TrainSettings) -> Iterator[Batch]
     """Every sample of a split once, in order, unaugmented (twice the training batch)."""
     return batches(
         split,
-        settings.batch_size * 2,
+        settings.eval_batch,
         train=False,
         img_size=settings.img_size,
         device=settings.device,
@@ -165,22 +190,30 @@ def evaluation_batches(split: Split, settings: TrainSettings) -> Iterator[Batch]
         num_workers=settings.num_workers,
         needs=settings.needs,
         max_side=settings.max_side,
+        interpolation=settings.interpolation,
     )
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, split: Split, settings: TrainSettings) -> np.ndarray:
-    """(N, 10) logits for every sample of a split, in order."""
+def predict_outputs(model: nn.Module, split: Split, settings: TrainSettings) -> np.ndarray:
+    """(N, K) head outputs (the model's `output`: logits, distribution or score) for every
+    sample of a split, in order."""
     model.eval()
     out = []
     for x, _, _, extras in evaluation_batches(split, settings):
-        with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
+        with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.autocast):
             out.append(model(x, **extras).float())
     return torch.cat(out).cpu().numpy()
 
 
-def predicted_scores(logits: np.ndarray) -> np.ndarray:
-    return expected_score(torch.softmax(torch.from_numpy(logits), -1)).numpy()
+def predict(model: nn.Module, split: Split, settings: TrainSettings) -> np.ndarray:
+    """(N,) predicted scores of a split, in order, on the 10-point scale."""
+    return predicted_scores(predict_outputs(model, split, settings), output_of(model))
+
+
+def output_of(model: nn.Module) -> Output:
+    """What the model's head returns (bench/train/losses.py); "logits" unless it says."""
+    return getattr(model, "output", "logits")
 
 
 def training_batches(
@@ -198,6 +231,8 @@ def training_batches(
         num_workers=settings.num_workers,
         needs=settings.needs,
         max_side=settings.max_side,
+        interpolation=settings.interpolation,
+        drop_last=settings.drop_last,
     )
 
 
@@ -220,21 +255,36 @@ def join(labelled: Batch, pseudo: Batch) -> tuple[torch.Tensor, torch.Tensor, di
 
 
 def optimizer_step(
-    trainer, x: torch.Tensor, targets: torch.Tensor, n_pseudo: int, extras: dict
-) -> torch.Tensor:
+    trainer, x: torch.Tensor, targets: torch.Tensor, n_pseudo: int, extras: dict,
+    update: bool = True,
+) -> torch.Tensor:  # fmt: skip
     """One step of a procedure (`trainer`: its model, opts, settings, optimizer, step_generator
-    and dir_terms): the loss of eq. 10 under autocast, backward, the optimizer's step; the
-    loss, detached."""
+    and dir_terms): the loss of eq. 10 under autocast and its backward; with `update`, the
+    optimizer's step (gradient accumulation: the loss is divided by the batches per update).
+    Returns the loss, detached."""
     settings = trainer.settings
-    with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.amp):
+    with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.autocast):
         loss = training_loss(
             trainer.model, x, targets, n_pseudo, trainer.opts, trainer.step_generator, extras,
-            trainer.dir_terms,
+            trainer.dir_terms, settings.emd,
         )  # fmt: skip
-    trainer.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    trainer.optimizer.step()
+    (loss / settings.accumulate if settings.accumulate > 1 else loss).backward()
+    if update:
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
     return loss.detach()
+
+
+def _with_last(items: Iterator) -> Iterator[tuple[object, bool]]:
+    """(item, whether it is the last one), one item ahead."""
+    previous = next(items, _END)
+    while previous is not _END:
+        item = next(items, _END)
+        yield previous, item is _END
+        previous = item
+
+
+_END = object()
 
 
 class Procedure(Protocol):
@@ -263,7 +313,13 @@ class Supervised:
         self.generator = torch.Generator().manual_seed(seed)  # batch order and flips, on the host
         self.step_generator = torch.Generator(device=settings.device).manual_seed(seed)  # TFA
         self.optimizer = make_optimizer(model, settings)
-        self.schedule = lr_schedule(self.optimizer, settings)
+        batches_per_epoch = (
+            len(train) // settings.batch_size
+            if settings.drop_last
+            else -(-len(train) // settings.batch_size)
+        )
+        updates = settings.epochs * -(-max(batches_per_epoch, 1) // settings.accumulate)
+        self.schedule = lr_schedule(self.optimizer, settings, updates)
         self.dir_terms = dir_terms(opts, train, model, settings.device)
         self.pseudo = None
         if pseudo is not None and len(pseudo):
@@ -276,15 +332,19 @@ class Supervised:
             self.dir_terms.start_epoch(epoch)
         total = torch.zeros((), device=settings.device)
         steps = 0
-        for batch in training_batches(self.train, settings.batch_size, settings, self.generator):
+        shuffled = training_batches(self.train, settings.batch_size, settings, self.generator)
+        for batch, last in _with_last(shuffled):
             x, targets, extras = batch.x, batch.targets, batch.extras
             n_u = 0
             if self.pseudo is not None:
                 pseudo = next(self.pseudo)
                 (x, targets, extras), n_u = join(batch, pseudo), len(pseudo.x)
-            total += optimizer_step(self, x, targets, n_u, extras)
+            update = last or (steps + 1) % settings.accumulate == 0
+            total += optimizer_step(self, x, targets, n_u, extras, update)
             steps += 1
-        if self.schedule is not None:
+            if update and per_update(self.schedule):
+                self.schedule.step()
+        if self.schedule is not None and not per_update(self.schedule):
             self.schedule.step()
         if self.dir_terms is not None:
             self.dir_terms.end_epoch()
@@ -336,7 +396,7 @@ def train_round(model: nn.Module, training: Round, progress: Progress) -> RoundR
         train_loss = trainer.epoch(epoch).item()  # the one host sync of the epoch
         if not np.isfinite(train_loss):
             raise Diverged(f"training loss became {train_loss} in epoch {epoch + 1}")
-        val_metrics = evaluate(predicted_scores(predict_logits(model, val, settings)), val.scores)
+        val_metrics = evaluate(predict(model, val, settings), val.scores)
         rows.append({"epoch": epoch + 1, "train_loss": train_loss, **val_metrics})
         progress.log(
             f"epoch {epoch + 1}/{settings.epochs} loss {train_loss:.4f} "

@@ -8,10 +8,18 @@ unchanged.
   the embedded benchmark's scene category). The official tasks are FLICKR-AES workers. A
   dataset without groups (AADB: `group` None), and the rows of a dataset whose group id is -1,
   are dealt each epoch into random groups of `support + query` images.
-- From a group of n images: a support set of s = min(support, floor(0.8 n)) images and a
-  disjoint query set of q = min(query, n - s) (official: 80 support images when the worker has
-  >= 110, else 80 % of them; query batches of support / 4, the first of which is used).
-  Groups with s < 2 or q < 2 are skipped (BatchNorm in training mode needs two rows).
+- From a group of n images, a support set of s images and a disjoint query set of q, by the
+  official rule (`load_data`: s = 80 if n >= 110 else int(0.8 n); the rest split into query
+  batches of int(s / 4), the first of which is used) with the config's `support` S and `query`
+  Q in place of its constants, read as 80 = S, 0.8 = S / (S + Q), 4 = S / Q and 110 = S + 3Q/2
+  (the support set and one and a half query sets):
+      s = S if n >= S + 3Q/2 else floor(n S / (S + Q)),   q = floor(s Q / S).
+  At S = 80, Q = 20 this is the official rule; q always fits in the n - s images left. Below
+  the threshold s = floor(0.8 n) even where that exceeds S, as officially (n = 101..109:
+  s = 80..87). Not reproduced: the official split goes through sklearn's
+  `train_test_split(train_size=s / n)`, which takes floor((s / n) * n) in floating point, one
+  image fewer for some n (79 at n = 154, 303, 308, ...). Groups with s < 2 or q < 2 are skipped
+  (BatchNorm in training mode needs two rows).
 - Per task: `inner_steps` optimizer steps on the support batch, then `inner_steps` on the
   query batch (5 and 5 officially), each one call of the shared `bench.train.training_loss`
   (so TFA, FLSA and later regularisers plug in unchanged). The support batch is drawn with the
@@ -55,8 +63,6 @@ Everything random comes from torch generators seeded with `seed`.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -197,9 +203,11 @@ class MetaLearning:
             )
 
     def _split(self, rows: np.ndarray) -> tuple[int, int]:
-        """Support and query sizes for a group of len(rows) images."""
-        s = min(self.support, math.floor(0.8 * len(rows)))
-        return s, min(self.query, len(rows) - s)
+        """Support and query sizes for a group of len(rows) images: the official rule with the
+        config's sizes (module docstring), in integer arithmetic."""
+        n, support, query = len(rows), self.support, self.query
+        s = support if 2 * n >= 2 * support + 3 * query else n * support // (support + query)
+        return s, s * query // support
 
     def _task_groups(self) -> list[np.ndarray]:
         """This epoch's groups: the fixed ones and random groups of the ungrouped rows, those

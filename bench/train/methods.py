@@ -26,7 +26,6 @@ class MethodOptions:
     tau2: float = 4.0
     flsa_weight: float = 0.0  # 0 turns FLSA off
     apds: bool = False
-    emd_form: Literal["per_sample", "batch_rms"] = "per_sample"
     # Deep imbalanced regression (baselines/dir, bench/train/dir_terms.py), the official defaults
     lds: bool = False  # Label Distribution Smoothing: loss weights from the smoothed label density
     lds_kernel: str = "gaussian"
@@ -60,8 +59,6 @@ class MethodOptions:
             )
         if self.tfa_threshold < 0:
             raise UserError(f"tfa_threshold must be >= 0 (got {self.tfa_threshold})")
-        if self.emd_form not in ("per_sample", "batch_rms"):
-            raise UserError(f"--emd must be 'per_sample' or 'batch_rms' (got {self.emd_form!r})")
         self._check_dir()
 
     def _check_dir(self) -> None:

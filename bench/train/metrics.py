@@ -26,12 +26,13 @@ def evaluate(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     """All metrics of predicted vs ground-truth scores (10-point scale)."""
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
-    if len(pred) != len(gt) or len(gt) < 3:
-        raise ValueError(f"need >= 3 paired scores, got {len(pred)} and {len(gt)}")
+    if len(pred) != len(gt) or not len(gt):
+        raise ValueError(f"need paired scores, got {len(pred)} and {len(gt)}")
     abs_err = np.abs(pred - gt)
+    correlated = len(gt) >= 3 and np.ptp(pred) > 0  # else undefined (NaN): a rehearsal's splits
     out = {
-        "plcc": float(stats.pearsonr(pred, gt)[0]) if np.ptp(pred) > 0 else float("nan"),
-        "srcc": float(stats.spearmanr(pred, gt)[0]) if np.ptp(pred) > 0 else float("nan"),
+        "plcc": float(stats.pearsonr(pred, gt)[0]) if correlated else float("nan"),
+        "srcc": float(stats.spearmanr(pred, gt)[0]) if correlated else float("nan"),
         "mae": float(abs_err.mean()),
         "acc": float(np.mean((pred > BINARY_THRESHOLD) == (gt > BINARY_THRESHOLD))),
     }
