@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: table4 table5 sampling figure5 perf test lint
+.PHONY: table4 table5 sampling figure5 perf test lint rehearse
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ sampling: $(VENV)/.installed
 
 figure5: $(VENV)/.installed
 	$(BIN)/python run_all.py --figure 5
+
+# The paper protocol's code path on fixture data (README: Rehearsing the paper protocol), with
+# the default --jobs and with Ray, each in a store of its own.
+rehearse: $(VENV)/.installed
+	rm -rf results-rehearsal results-rehearsal-ray
+	$(BIN)/python run_all.py --table all --profile paper --rehearse --results results-rehearsal
+	$(BIN)/python run_all.py --table all --profile paper --rehearse --backend ray \
+		--results results-rehearsal-ray
 
 perf: $(VENV)/.installed
 	$(BIN)/python -m bench.dev.perf

@@ -13,7 +13,6 @@ A released model:     python run_all.py --model tanet --weights tanet=SRCC_758_L
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -43,75 +42,55 @@ DIR_FLAGS += [
 ]
 
 
+MAIN_FLAGS = [  # (flag, add_argument's keyword arguments)
+    ("--table", dict(help="which table to reproduce (see --list)")),
+    ("--figure", dict(help="which figure: 1 (score histograms), 5 (the tau1 x tau2 heatmap), "
+                           "tail (the long tail's errors per model, from stored results)")),
+    ("--model", dict(help="a table on this model instead of its own, or alone: one run of it")),
+    ("--methods", dict(help="with --model alone: the run's methods, e.g. tfa,flsa,apds")),
+    ("--eval-only", dict(action="store_true", help="with --model alone: evaluate its --weights "
+                                                   "(a trained model) without training")),
+    ("--dataset", dict(help="run on this dataset instead of the table's default")),
+    ("--profile", dict(default="cpu", help="smoke | cpu (default) | paper")),
+    ("--seeds", dict(type=int, default=1, help="seeds 0..N-1; cells show mean ± std")),
+    ("--jobs", dict(type=int, help="stages run in parallel (default: one per CPU core, one "
+                                   "thread each; one per GPU)")),
+    ("--backend", dict(default="loky", help="joblib backend: loky (default) or ray")),
+    ("--device", dict(default="auto", help="auto (cuda when present), cpu, cuda, ...")),
+    ("--data-root", dict(type=Path, help="folder holding AVA/, AADB/, TAD66K/, PARA/")),
+    ("--unlabeled", dict(type=Path, help="an image folder for a real dataset's APDS pool "
+                                         "(default: the other datasets)")),
+    ("--weights", dict(action="append", default=[], metavar="MODEL[.PART]=FILE", help="weights "
+                       "from a local file, e.g. swinv2=/ckpt/swinv2_base_window8_256.pth; one per "
+                       "part: tanet.theme=resnet18_places365.pth.tar")),
+    ("--recipe", dict(action="append", default=[], metavar="[MODEL.]KEY=VALUE", help="a recipe "
+                      "key over the models' recipes, e.g. musiq.batch_size=64 with "
+                      "musiq.batch_fit=accumulate (keys: bench/train/settings.py)")),
+    ("--variant", dict(action="append", default=[], metavar="MODEL=NAME[,NAME]",
+                       help="a named variant of a model instead of its default form (--list)")),
+    ("--results", dict(type=Path, default=Path("results"), help="results store")),
+    ("--force", dict(action="store_true", help="recompute stored stages")),
+    ("--dry-run", dict(action="store_true", help="list the stages, cached or not")),
+    ("--cached-only", dict(action="store_true", help="render from the results store without "
+                                                     "training; a cell not run is marked so")),
+    ("--list", dict(action="store_true", help="models, datasets, tables, profiles")),
+    ("--rehearse", dict(action="store_true", help="with --profile paper: its code path on "
+                        "fixture data, capped steps (bench/run/rehearsal.py); not a result")),
+    ("--verify-store", dict(action="store_true", help="check every stored stage (sizes, "
+                                                      "SHA-256): the damaged go to quarantine")),
+    ("--write-manifests", dict(action="store_true", help="with --verify-store: a manifest for "
+                                                         "each stage stored before manifests")),
+]  # fmt: skip
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--table", help="which table to reproduce (see --list)")
-    p.add_argument(
-        "--figure",
-        help="which figure: 1 (score histograms), 5 (the tau1 x tau2 heatmap), tail (the long "
-        "tail's errors per model, from stored results)",
-    )
-    p.add_argument(
-        "--model", help="a table on this model instead of its own, or alone: one run of it"
-    )
-    p.add_argument("--methods", help="with --model alone: the run's methods, e.g. tfa,flsa,apds")
-    p.add_argument(
-        "--eval-only",
-        action="store_true",
-        help="with --model alone: evaluate its --weights (a trained model) without training",
-    )
-    p.add_argument("--dataset", help="run on this dataset instead of the table's default")
-    p.add_argument("--profile", default="cpu", help="smoke | cpu (default) | paper")
-    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1; cells show mean ± std")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        help="stages run in parallel (default: one per CPU core, one thread each; 1 on a GPU)",
-    )
-    p.add_argument("--backend", default="loky", help="joblib backend: loky (default) or ray")
-    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, ...")
-    p.add_argument("--data-root", type=Path, help="folder holding AVA/, AADB/, TAD66K/, PARA/")
-    p.add_argument(
-        "--unlabeled",
-        type=Path,
-        help="an image folder for a real dataset's APDS pool (default: the other datasets)",
-    )
-    p.add_argument(
-        "--weights",
-        action="append",
-        default=[],
-        metavar="MODEL[.PART]=FILE",
-        help="weights from a local file, e.g. swinv2=/ckpt/swinv2_base_window8_256.pth; a model "
-        "with several pretrained parts takes one per part (tanet.theme=resnet18_places365.pth.tar)",
-    )
-    p.add_argument(
-        "--recipe",
-        action="append",
-        default=[],
-        metavar="[MODEL.]KEY=VALUE",
-        help="a recipe key over the models' recipes, e.g. musiq.batch_size=64 with "
-        "musiq.batch_fit=accumulate (keys: docs/DESIGN.md, bench/train/settings.py)",
-    )
-    p.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        metavar="MODEL=NAME[,NAME]",
-        help="a named variant of a model instead of its default form (see --list)",
-    )
-    p.add_argument("--results", type=Path, default=Path("results"), help="results store")
-    p.add_argument("--force", action="store_true", help="recompute stored stages")
-    p.add_argument("--dry-run", action="store_true", help="list the stages, cached or not")
-    p.add_argument(
-        "--cached-only",
-        action="store_true",
-        help="render from the results store without training; a cell not run is marked so",
-    )
-    p.add_argument("--list", action="store_true", help="models, datasets, tables, profiles")
-    p.add_argument("--verify-store", action="store_true", help="check every stored stage "
-                   "(sizes, SHA-256): the damaged go to quarantine")  # fmt: skip
-    p.add_argument("--write-manifests", action="store_true", help="with --verify-store: a "
-                   "manifest for each stage stored before manifests")  # fmt: skip
+    for flag, options in MAIN_FLAGS:
+        p.add_argument(flag, **options)
+    s = p.add_argument_group("scoring new images (README: Scoring new images)")
+    s.add_argument("--score", type=Path, metavar="DIR", help="score DIR's images (and subfolders')")
+    s.add_argument("--stage", metavar="ID", help="a stored stage's id (--dry-run names them)")
+    s.add_argument("--out", type=Path, metavar="FILE.csv", help="file, score, bin1..bin10")
     m = p.add_argument_group("method options (the paper's defaults)")
     m.add_argument("--tfa-pairs", type=int, help="mixed pairs appended per batch")
     m.add_argument("--tau1", type=float, help="TFA temperature of eq. 2 and 4 (0.2)")
@@ -119,11 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     m.add_argument("--tau1-grid", help="Figure 5's tau1 values, e.g. 0.1,0.2,0.5")
     m.add_argument("--tau2-grid", help="Figure 5's tau2 values, e.g. 2,4,6")
     m.add_argument("--flsa-weight", type=float, help="weight of the FLSA loss (1.0)")
-    m.add_argument(
-        "--emd",
-        choices=["per_sample", "batch_rms"],
-        help="EMD form of every model (default: each model's recipe; paper: its official code's)",
-    )
+    m.add_argument("--emd", choices=["per_sample", "batch_rms"], help="EMD form of every model "
+                   "(default: each model's recipe; paper: its official code's)")  # fmt: skip
     d = p.add_argument_group("deep imbalanced regression options (LDS, FDS, RankSim)")
     for flag, kind, text in DIR_FLAGS:
         d.add_argument(flag, type=kind, help=text)
@@ -142,6 +118,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--table all has tables of every model: it takes no --model")
     if args.eval_only and args.methods:
         p.error("--eval-only evaluates trained weights: it takes no --methods")
+    if (args.stage or args.out) and not args.score or args.score and (not args.out or args.table
+            or args.figure or args.methods or args.eval_only):  # fmt: skip
+        p.error("--score DIR takes --model M and --out FILE.csv, no table, figure or --methods")
     return args
 
 
@@ -163,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             print(summary)
             return code
         request, how = settings(args)
+        if args.score:
+            from bench.run.score import score_images
+
+            return score_images(args.score, args.out, args.model, args.stage, request, how)
         if args.figure:
             return run_figure(args, request, how)
         if args.table == "all":
@@ -208,6 +191,12 @@ def settings(args: argparse.Namespace):
         weights=weights, eval_only=args.eval_only, variants=parse_variants(args.variant),
         recipe=parse_recipe([*args.recipe, *([f"emd={args.emd}"] if args.emd else [])]),
     )  # fmt: skip
+    if args.rehearse:
+        from bench.run.rehearsal import rehearsal
+
+        if args.profile != "paper":
+            raise UserError("--rehearse rehearses the paper protocol: give --profile paper")
+        request = rehearsal(request, args.results)
     return request, how
 
 
@@ -219,7 +208,7 @@ def _show(made, how, heading: str = "") -> int:
 
     damaged = EXIT_DAMAGED if damage_found() else 0
     if isinstance(made, Outcome):
-        print(made.describe(how.jobs or os.cpu_count() or 1))  # one stage per core on a CPU
+        print(made.describe(how))  # with the runner's stages at once on how.device
         return damaged
     written = ", ".join(str(path) for path in made.paths)
     print(f"{heading}written: {written}" if heading else f"{made.text}\nwritten: {written}")
@@ -242,43 +231,41 @@ def run_table(args: argparse.Namespace, request, how) -> int:
     return _show(make_table(single_run(args.model, methods), request, how), how)
 
 
-def run_figure(args: argparse.Namespace, request, how) -> int:
-    from figures.make import TauGrid, make_figure, parse_grid
+def _taus(args: argparse.Namespace):
+    """Figure 5's grid: --tau1-grid, --tau2-grid, a rehearsal's corners, or the default."""
+    from bench.run import rehearsal
+    from figures.make import TauGrid, parse_grid
     from tables.specs import TAU1_GRID, TAU2_GRID
 
-    taus = TauGrid(
-        parse_grid(args.tau1_grid, TAU1_GRID, "--tau1-grid"),
-        parse_grid(args.tau2_grid, TAU2_GRID, "--tau2-grid"),
-        args.model or "swinv2",
-    )
-    return _show(make_figure(args.figure, request, how, taus), how)
+    taus = (rehearsal.TAU1_GRID, rehearsal.TAU2_GRID) if args.rehearse else (TAU1_GRID, TAU2_GRID)
+    model = args.model or (rehearsal.SUBSTITUTE if args.rehearse else "swinv2")
+    tau1 = parse_grid(args.tau1_grid, taus[0], "--tau1-grid")
+    return TauGrid(tau1, parse_grid(args.tau2_grid, taus[1], "--tau2-grid"), model)
+
+
+def run_figure(args: argparse.Namespace, request, how) -> int:
+    from figures.make import make_figure
+
+    return _show(make_figure(args.figure, request, how, _taus(args)), how)
 
 
 def run_everything(args: argparse.Namespace, request, how) -> int:
-    """--table all: every table and figure from one run of all their grids (shared stages
-    computed once, the widely shared and cheap ones first), then each rendered from the store,
-    and results/report.md gathering them."""
-    from dataclasses import replace
-
-    from bench.run.pipeline import run
-    from figures.make import FIGURES, TauGrid, make_figure
-    from tables.make import make_table
+    """--table all: every table and figure (figures.make.make_everything), results/report.md
+    gathering them; a rehearsal also evaluates a model it trained (an evaluate stage)."""
+    from figures.make import make_everything
     from tables.report import write_report
-    from tables.specs import TABLES
 
-    grids = [
-        request.grid([row.row() for row in spec.rows], spec.paper_datasets)
-        for spec in TABLES.values()
-    ]
-    outcome = run([*grids, request.grid(TauGrid().rows(), ["AVA"])], how)
-    if how.dry_run:
-        return _show(outcome, how)
-    stored = replace(how, cached_only=True)  # everything ran above
-    code = 0
-    for key, spec in TABLES.items():
-        code = max(code, _show(make_table(spec, request, stored), how, f"table {key}: "))
-    for key in FIGURES:
-        code = max(code, _show(make_figure(key, request, stored), how, f"figure {key}: "))
+    made = make_everything(request, how, _taus(args))
+    if not isinstance(made, dict):
+        return _show(made, how)
+    if args.rehearse:  # and an evaluate stage: a model it trained, from its stored weights
+        from bench.run.rehearsal import stored_model
+        from tables.make import make_table
+        from tables.specs import single_run
+
+        evaluate = stored_model(request, args.results)
+        made["evaluate"] = make_table(single_run("tanet", []), evaluate, how)
+    code = max(_show(one, how, f"{heading}: ") for heading, one in made.items())
     print(f"written: {write_report(args.results)}")
     return code
 

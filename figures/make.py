@@ -9,6 +9,7 @@ nothing with --cached-only); each returns what it printed and the files it wrote
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -54,6 +55,11 @@ def parse_grid(text: str | None, default: Sequence[float], flag: str) -> list[fl
     return sorted(set(values))
 
 
+def _noted(title: str, request: Request) -> str:
+    """A figure's title under the request's note (a rehearsal says so), wrapped."""
+    return f"{textwrap.fill(request.note, 110)}\n{title}" if request.note else title
+
+
 def make_figure(
     key: str, request: Request, how: Execution, taus: TauGrid = TauGrid()
 ) -> Made | Outcome:
@@ -83,7 +89,7 @@ def histograms(request: Request, how: Execution) -> Made:
         "Figure 1: share of images per score bin, ours beside the paper's Figure 1 "
         f"(profile {profile.name}; train, validation and test together)"
     )
-    paths = draw(counts, how.results / "figures" / "fig1_histograms", title)
+    paths = draw(counts, how.results / "figures" / "fig1_histograms", _noted(title, request))
     shown = counts.pivot(index="bin", columns="dataset", values="proportion")
     shown = shown.reindex(list(dict.fromkeys(counts["bin"])))
     return Made(shown.to_string(float_format="{:.3f}".format), tuple(paths))
@@ -111,7 +117,7 @@ def tau_heatmap(request: Request, how: Execution, taus: TauGrid) -> Made | Outco
             f"{request.profile}, {seeds}, code {codes}, data {data}"
         )
         stem = "fig5_tau" if len(per_dataset) == 1 else f"fig5_tau-{dataset}"
-        paths += draw(grid, how.results / "figures" / stem, title)
+        paths += draw(grid, how.results / "figures" / stem, _noted(title, request))
         texts.append(grid.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         failed |= bool((runs["status"] == "failed").any())
     return Made("\n".join(texts), tuple(paths), failed)
@@ -155,10 +161,30 @@ def tail(request: Request, how: Execution) -> Made:
     title = (
         f"The long tail on {dataset}: profile {request.profile}, {request.seeds} seed(s); {summary}"
     )
-    paths = draw(by_bin, plug_in, how.results / "figures" / "fig_tail", title, dataset)
+    path = how.results / "figures" / "fig_tail"
+    paths = draw(by_bin, plug_in, path, _noted(title, request), dataset)
     text = ""
     if not by_bin.empty:
         wide = by_bin.pivot(index="model", columns="bin", values="mae")
         wide = wide.reindex(columns=[label for label in BIN_LABELS if label in wide])
         text = wide.to_string(float_format="{:.3f}".format) + "\n"
     return Made(f"{text}{summary}", tuple(paths))
+
+
+def make_everything(
+    request: Request, how: Execution, taus: TauGrid = TauGrid()
+) -> dict[str, Made] | Outcome:
+    """--table all: every table's grid and Figure 5's run in one pipeline call (shared stages
+    computed once, the widely shared and cheap ones first), then each table and figure rendered
+    from the store: {"table 4": Made, ..., "figure tail": Made}; a dry run returns the Outcome."""
+    from tables.make import make_table, rows_of
+    from tables.specs import TABLES
+
+    grids = [request.grid(rows_of(spec, request), spec.paper_datasets) for spec in TABLES.values()]
+    outcome = run([*grids, request.grid(taus.rows(), ["AVA"])], how)
+    if how.dry_run:
+        return outcome
+    stored = replace(how, cached_only=True)  # everything ran above
+    made = {f"table {key}": make_table(spec, request, stored) for key, spec in TABLES.items()}
+    made |= {f"figure {key}": make_figure(key, request, stored, taus) for key in FIGURES}
+    return made

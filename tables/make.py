@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.data.registry import paper_dataset
-from bench.run.grid import Request
+from bench.profiles import get_profile
+from bench.run.grid import Request, Row
 from bench.run.pipeline import Execution, Outcome, run
 from tables.paper import paper_value
 from tables.render import METRICS, build_view, render_latex, render_markdown
@@ -35,8 +36,7 @@ def make_table(
 ) -> Made | Outcome:
     """Run a table's grid (on `model` instead of the spec's, when given) and render it, one
     table per dataset or one in blocks (the spec's layout); a dry run returns the Outcome."""
-    rows = [row.row(model) for row in spec.rows]
-    outcome = run([request.grid(rows, spec.paper_datasets)], how)
+    outcome = run([request.grid(rows_of(spec, request, model), spec.paper_datasets)], how)
     if how.dry_run:
         return outcome
     per_dataset = outcome.records[0]
@@ -45,17 +45,25 @@ def make_table(
     if spec.layout == "blocks":
         datasets = list(per_dataset)
         paper_names = [paper_dataset(dataset) for dataset in datasets]
-        text = caption(spec, datasets, paper_names, request.profile, request.seeds, per_dataset)
+        text = caption(spec, datasets, paper_names, request, per_dataset)
         markdown = write_blocks(spec, per_dataset, paper_names, text, out / spec.stem)
         return Made(markdown, _files(out / spec.stem), failed)
     texts, paths = [], []
     for dataset, runs in per_dataset.items():
         paper_name = paper_dataset(dataset)
-        text = caption(spec, [dataset], [paper_name], request.profile, request.seeds, {"": runs})
+        text = caption(spec, [dataset], [paper_name], request, {"": runs})
         stem = spec.stem if len(per_dataset) == 1 else f"{spec.stem}-{dataset}"
         texts.append(write_table(spec, runs, paper_name, text, out / stem))
         paths += _files(out / stem)
     return Made("\n".join(texts), tuple(paths), failed)
+
+
+def rows_of(spec: TableSpec, request: Request, model: str | None = None) -> list[Row]:
+    """A table's grid rows, on `model` (--model) instead of the spec's, or, for a table whose
+    rows share one model, on the request's substitute (a rehearsal's)."""
+    if model is None and len({row.model for row in spec.rows}) == 1:
+        model = request.substitute
+    return [row.row(model) for row in spec.rows]
 
 
 def _files(stem: Path) -> tuple[Path, ...]:
@@ -66,12 +74,13 @@ def caption(
     spec: TableSpec,
     datasets: list[str],
     paper_names: list[str],
-    profile: str,
-    seeds: int,
+    request: Request,
     runs: dict[str, pd.DataFrame],
 ) -> str:
-    """Where the cells came from: datasets (and their content fingerprints), profile, seeds and
-    the code versions that ran (read from the `runs`' records)."""
+    """Where the cells came from: datasets (and their content fingerprints), profile, seeds,
+    the code versions that ran (read from the `runs`' records), the models' recipes and
+    variants, and the request's note (a rehearsal says so first)."""
+    profile, seeds = request.profile, request.seeds
     codes = sorted({code for records in runs.values() for code in records["code"].dropna()})
     fingerprints = [f for records in runs.values() for f in dict.fromkeys(records["data"].dropna())]
     synthetic = all(dataset.startswith("synth-") for dataset in datasets)
@@ -79,7 +88,8 @@ def caption(
     stand_in = f" (embedded benchmark standing in for {papers})" if synthetic else ""
     spread = "mean ± std" if seeds > 1 else "seed 0"
     best = "best per column of each dataset" if len(datasets) > 1 else "best per column"
-    return (
+    note = f"{request.note} " if request.note else ""
+    return note + (
         f"{spec.caption} on {names}{stand_in}; profile {profile}, {seeds} "
         f"seed{'s' if seeds > 1 else ''} ({spread}), code {', '.join(codes) or 'unknown'}, "
         f"data {', '.join(fingerprints) or 'unknown'}. {recipes(profile, runs)}"
@@ -101,7 +111,7 @@ def recipes(profile: str, runs: dict[str, pd.DataFrame]) -> str:
     and the named variants some rows use, with what each changes (baselines/models.toml)."""
     from baselines.registry import variant_description
 
-    if profile == "paper":
+    if get_profile(profile).models == "paper":
         text = "Every model on its official recipe (README, fidelity table) but where named. "
     else:
         text = SHARED_RECIPE.format(profile=profile)

@@ -299,3 +299,20 @@ def test_runs_pin_torch_to_the_same_cpu_kernels_everywhere(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] in ("AVX2 AVX2", "DEFAULT AVX2")  # no AVX2: default
+
+
+def test_join_pads_batches_of_images_at_their_own_sizes():
+    # MUSIQ's batches keep each image's size: a labelled batch padded to 4 x 6 and a
+    # pseudo-labelled one padded to 5 x 3 join into 5 x 6, zero-padded at the bottom and right.
+    from bench.data.loading import Batch
+    from bench.train.loop import join
+
+    labelled = Batch(torch.ones(2, 3, 4, 6), torch.zeros(2), torch.arange(2),
+                     {"size": torch.tensor([[4, 6], [3, 5]])})  # fmt: skip
+    pseudo = Batch(torch.full((1, 3, 5, 3), 2.0), torch.ones(1), torch.arange(1),
+                   {"size": torch.tensor([[5, 3]])})  # fmt: skip
+    x, targets, extras = join(labelled, pseudo)
+    assert x.shape == (3, 3, 5, 6) and targets.tolist() == [0, 0, 1]
+    assert x[:2, :, :4, :].eq(1).all() and x[:2, :, 4:, :].eq(0).all()
+    assert x[2, :, :, :3].eq(2).all() and x[2, :, :, 3:].eq(0).all()
+    assert extras["size"].tolist() == [[4, 6], [3, 5], [5, 3]]

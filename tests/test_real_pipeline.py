@@ -34,6 +34,6 @@ def test_tad66k_files_train_with_all_three_modules(tmp_path, monkeypatch):
         assert outcome["status"] == "ok", outcome["reason"]
     final = store.path(stage.id)
     metrics = json.loads((final / "metrics.json").read_text())
-    assert metrics["apds"]["n_pseudo"] == 9  # the whole pool: PARA's 9 training images
+    assert metrics["apds"]["n_pseudo"] == 7  # the whole pool: PARA's 10 - 3 validation images
     pseudo_ids = pd.read_csv(final / "pseudo_labels.csv")["id"]
     assert pseudo_ids.str.startswith("session").all()  # PARA's ids: sessionId/imageName

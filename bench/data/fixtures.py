@@ -217,12 +217,12 @@ def _unique_ints(rng: np.random.Generator, n: int, low: int, high: int) -> list[
     return [int(v) + low for v in rng.choice(high - low + 1, size=n, replace=False)]
 
 
-def _ava(folder: Path, seed: int, n_train: int, n_test: int) -> list[_ImageJob]:
+def _ava(folder: Path, seed: int, n_train: int, n_test: int, groups: int | None) -> list[_ImageJob]:
     rng = np.random.default_rng([seed, 0])
     n = n_train + n_test
     ids = _unique_ints(rng, n, 1, 955_000)
     test_ids = {ids[i] for i in rng.choice(n, size=n_test, replace=False)}
-    challenges = _unique_ints(rng, AVA_CHALLENGES, 1, 1_450)
+    challenges = _unique_ints(rng, groups or AVA_CHALLENGES, 1, 1_450)
     means = _long_tailed(rng, n, 5.4, 0.7, 1.5, 9.0)
     ratings = np.arange(1, 11, dtype=np.float64)
     lines = []
@@ -266,14 +266,16 @@ def _aadb(folder: Path, seed: int, n_train: int, n_val: int, n_test: int) -> lis
     return _jobs(rng, paths, "aadb", (seed, 1))
 
 
-def _tad66k(folder: Path, seed: int, n_train: int, n_test: int) -> list[_ImageJob]:
+def _tad66k(
+    folder: Path, seed: int, n_train: int, n_test: int, groups: int | None
+) -> list[_ImageJob]:
     rng = np.random.default_rng([seed, 2])
     ids = _unique_ints(rng, n_train + n_test, 1, 999_999)
     paths = []
     for split, split_ids in (("train", ids[:n_train]), ("test", ids[n_train:])):
         names = [f"{i}.jpg" for i in split_ids]
         scores = _long_tailed(rng, len(names), 5.3, 0.8, 0.5, 9.6)
-        themes = rng.choice(TAD66K_THEMES, size=len(names))
+        themes = rng.choice(TAD66K_THEMES[: groups or len(TAD66K_THEMES)], size=len(names))
         rows = [[name, f"{score:.3f}"] for name, score in zip(names, scores, strict=True)]
         _write_csv(folder / "labels" / "merge" / f"{split}.csv", ["image", "score"], rows)
         for theme in sorted(set(themes)):
@@ -313,10 +315,13 @@ def _para_row(rng: np.random.Generator, name: str, session: str, centre: float) 
     return row
 
 
-def _para(folder: Path, seed: int, n_train: int, n_test: int) -> list[_ImageJob]:
+def _para(
+    folder: Path, seed: int, n_train: int, n_test: int, groups: int | None
+) -> list[_ImageJob]:
     rng = np.random.default_rng([seed, 3])
     numbers = _unique_ints(rng, n_train + n_test, 1, 31_220)
-    sessions = [f"session{k}" for k in _unique_ints(rng, max(2, (n_train + n_test) // 5), 1, 438)]
+    n_sessions = groups or max(2, (n_train + n_test) // 5)
+    sessions = [f"session{k}" for k in _unique_ints(rng, n_sessions, 1, 438)]
     paths = []
     for split, split_numbers in (("Train", numbers[:n_train]), ("Test", numbers[n_train:])):
         centres = _long_tailed(rng, len(split_numbers), 3.0, 0.45, 1.2, 4.8)
@@ -343,8 +348,10 @@ def _jobs(
 # --- the marker and the public API ------------------------------------------------------------
 
 
-def _params(seed: int, n_train: int, n_val: int, n_test: int) -> dict[str, object]:
-    return {
+def _params(
+    seed: int, n_train: int, n_val: int, n_test: int, groups: int | None = None
+) -> dict[str, object]:
+    params = {
         "version": FIXTURE_VERSION,
         "seed": seed,
         "n_train": n_train,
@@ -352,6 +359,7 @@ def _params(seed: int, n_train: int, n_val: int, n_test: int) -> dict[str, objec
         "n_test": n_test,
         "jpeg_quality": JPEG_QUALITY,
     }
+    return params if groups is None else {**params, "groups": groups}
 
 
 def _key(params: dict[str, object]) -> str:
@@ -377,6 +385,7 @@ def is_current(
     n_train: int = DEFAULT_N_TRAIN,
     n_test: int = DEFAULT_N_TEST,
     n_val: int = DEFAULT_N_VAL,
+    groups: int | None = None,
 ) -> bool:
     """Whether `root` holds a complete fixture written with these parameters (its marker
     matches and every file it lists is there at its recorded size)."""
@@ -384,7 +393,7 @@ def is_current(
     marker = _read_marker(root)
     if marker is None or not marker.get("complete"):
         return False
-    if marker.get("key") != _key(_params(seed, n_train, n_val, n_test)):
+    if marker.get("key") != _key(_params(seed, n_train, n_val, n_test, groups)):
         return False
     files = marker.get("files")
     if not isinstance(files, dict):
@@ -427,19 +436,22 @@ def write_fixtures(
     n_train: int = DEFAULT_N_TRAIN,
     n_test: int = DEFAULT_N_TEST,
     n_val: int = DEFAULT_N_VAL,
+    groups: int | None = None,
 ) -> dict[str, Path]:
     """Write the four fixture datasets under `root` (see the module docstring) and return
     {dataset name: its folder}. Does nothing when `root` already holds them for the same
     parameters; replaces them when the parameters differ. `n_val` is AADB's official
-    validation list; the other datasets' loaders carve val out of the `n_train` images."""
+    validation list; the other datasets' loaders carve val out of the `n_train` images.
+    `groups`: the number of AVA challenges, TAD66K themes and PARA sessions the images are
+    dealt into (default: 4, every theme, one session per five images)."""
     root = Path(root)
     folders = _folders(root)
-    if is_current(root, seed, n_train, n_test, n_val):
+    if is_current(root, seed, n_train, n_test, n_val, groups):
         return folders
     _check_sizes(n_train, n_val, n_test)
     root.mkdir(parents=True, exist_ok=True)
     _clear(root, _read_marker(root))
-    params = _params(seed, n_train, n_val, n_test)
+    params = _params(seed, n_train, n_val, n_test, groups)
     marker = {
         "generator": GENERATOR,
         "note": "fixture of the dataset layouts, not data: no number computed on it means anything",
@@ -450,10 +462,10 @@ def write_fixtures(
     }
     (root / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
     jobs = [
-        *_ava(folders["ava"], seed, n_train, n_test),
+        *_ava(folders["ava"], seed, n_train, n_test, groups),
         *_aadb(folders["aadb"], seed, n_train, n_val, n_test),
-        *_tad66k(folders["tad66k"], seed, n_train, n_test),
-        *_para(folders["para"], seed, n_train, n_test),
+        *_tad66k(folders["tad66k"], seed, n_train, n_test, groups),
+        *_para(folders["para"], seed, n_train, n_test, groups),
     ]
     with ThreadPoolExecutor() as pool:  # numpy, resize and the JPEG encoder release the GIL
         list(pool.map(_draw, jobs))

@@ -3,7 +3,8 @@
 Two sources behind one function: in-memory uint8 arrays (the embedded benchmark: indexed and
 augmented as tensors, no worker processes) and image files (real datasets: a torch DataLoader
 with workers, the official transforms: resize, random crop, horizontal flip for training;
-resize for evaluation).
+resize for evaluation). The loader's worker processes are forked from the process that runs
+the stage, whichever it is (`LOADER_START_METHOD`).
 
 `extras` holds what a model declares it needs beyond pixels (its `needs`), per row:
 - "aspect": (B,) float32 width / height of each image before any resize (HGCN);
@@ -33,6 +34,30 @@ MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 EXTRAS = ("aspect", "size")
+
+# How DataLoader workers start, the same in the main process, a loky worker and a Ray task.
+# Not the process's default: in a loky worker that is loky's own method, whose launcher expects
+# loky's Process class and fails on the plain one the DataLoader builds ("'Process' object has
+# no attribute 'env'"). Not spawn or forkserver either: their children are told to take the
+# parent's default method, and a fresh interpreter does not know loky's ("cannot find context
+# for 'loky'"). A forked worker needs neither; it is Linux's default in the main process.
+LOADER_START_METHOD = "fork"
+
+
+def data_loader(
+    dataset: Dataset, batch_size: int | None, num_workers: int, device: torch.device, **kwargs
+) -> DataLoader:
+    """A DataLoader whose workers, if any, start by `LOADER_START_METHOD`, wherever the stage
+    runs; pinned memory on a GPU, no persistent workers."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        multiprocessing_context=LOADER_START_METHOD if num_workers else None,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        **kwargs,
+    )
 
 
 class Batch(NamedTuple):
@@ -159,7 +184,7 @@ def batches(
     """One epoch of batches. Training batches are shuffled and drop the last partial batch
     (unless `drop_last` is false); evaluation batches keep every sample, in order. `needs`
     names the extras to supply (see the module docstring); `interpolation` is the filter that
-    resizes image files."""
+    resizes image files; `num_workers` processes decode them (0: this process does)."""
     unknown = set(needs) - set(EXTRAS)
     if unknown:
         raise ValueError(f"unknown model needs {sorted(unknown)}; known: {', '.join(EXTRAS)}")
@@ -181,12 +206,11 @@ def batches(
             if native
             else _file_transform(img_size, resize or img_size, train, interpolation)
         )
-        loader = DataLoader(
+        loader = data_loader(
             torch.utils.data.Subset(_ImageFiles(split.images, transform), order.tolist()),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=device.type == "cuda",
-            persistent_workers=False,
+            batch_size,
+            num_workers,
+            device,
             collate_fn=_pad_collate if native else None,
         )
         source = (b if native else (b[0], _full_size(b[0]), b[1]) for b in loader)

@@ -34,7 +34,7 @@ AADB's score lists name no group, so AADB has none. Each image's aspect ratio (w
 the file, for HGCN) is read from its header with the check below.
 
 Where a dataset has no official validation split (AVA without val.csv, TAD66K, PARA), a seeded
-random `val_fraction` of train becomes val.
+random `val_fraction` of train becomes val (at least 3 images: MIN_VAL).
 
 Every listed image must exist and PIL must read its header (no decoding). Bad images are skipped
 with one warning per split, unless there are more than `max_bad_images` of them, which is an
@@ -60,6 +60,7 @@ from bench.data.types import IAADataset, LabelKind, Split
 from iaa_common import NUM_BINS, UserError
 
 MIN_BAD_IMAGES = 10
+MIN_VAL = 3  # a carved validation split has a correlation (and a batch statistic) to compute
 BAD_IMAGE_FRACTION = 0.01
 RATINGS = np.arange(1, NUM_BINS + 1, dtype=np.float64)
 AVA_CSV_COUNTS = [f"score{j}" for j in range(2, NUM_BINS + 2)]
@@ -337,7 +338,7 @@ def _carve_val(train: Split, source: Path, val_fraction: float, seed: int) -> tu
     """Split a seeded random `val_fraction` of train off as val; returns (train, val)."""
     if not 0 < val_fraction < 1:
         raise UserError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-    n_val = max(1, round(val_fraction * len(train)))
+    n_val = max(MIN_VAL, round(val_fraction * len(train)))
     if n_val >= len(train):
         raise UserError(
             f"{source} (train split): {len(train)} image(s) are too few to carve a validation "

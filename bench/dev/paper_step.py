@@ -96,7 +96,7 @@ def measure(device: str, tiny: bool = False, repeats: int = 3) -> dict:
 
     plain = SimpleNamespace(  # the harness's own optimizer step, without ELTA or DIR terms
         model=bare, opts=MethodOptions(), settings=settings, optimizer=optimizer,
-        step_generator=torch.Generator(), dir_terms=None,
+        step_generator=torch.Generator(), dir_terms=None, updates=0,
     )  # fmt: skip
 
     def bare_steps() -> None:

@@ -63,7 +63,7 @@ def stages_for(run: RunRequest) -> list[Stage]:
     """The chain of stages of one run, the last one holding its final metrics."""
     profile = get_profile(run.profile)
     config, variants = resolve_config(
-        run.model, run.profile, paper_dataset(run.dataset).lower(), run.variants
+        run.model, profile.models, paper_dataset(run.dataset).lower(), run.variants
     )
     if run.recipe:
         config = {**config, "recipe": {**config.get("recipe", {}), **run.recipe}}
@@ -80,7 +80,7 @@ def stages_for(run: RunRequest) -> list[Stage]:
     if run.unlabeled and not run.dataset.startswith("synth-"):
         where["unlabeled"] = run.unlabeled
     if run.eval_only:
-        config = {**where, "weights": run.weights, "profile": asdict(profile)}
+        config = {**where, "weights": run.weights, "profile": profile.identity()}
         return [Stage("evaluate", {"stage": "evaluate", **config})]
 
     _check_pretrained(run, config)
@@ -89,14 +89,14 @@ def stages_for(run: RunRequest) -> list[Stage]:
     if part is not None and part not in (run.weights or {}):
         # pre-training reads the model's structure and the profile, not its recipe
         structure = {k: v for k, v in config.items() if k not in ("recipe", "procedure")}
-        pretrain_config = {**where, "model_config": structure, "profile": asdict(profile)}
+        pretrain_config = {**where, "model_config": structure, "profile": profile.identity()}
         pretrain = Stage("pretrain", {"stage": "pretrain", **pretrain_config})
     round1_config = {
         "format": STAGE_FORMAT,
         "stage": "round1",
         **where,
         "weights": run.weights,
-        "profile": asdict(profile),
+        "profile": profile.identity(),
         "seed": run.seed,
         "method": run.options.round1_dict(),
     }

@@ -162,10 +162,15 @@ class Request:
     eval_only: bool = False
     recipe: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     variants: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    note: str = ""  # said in every caption and figure title (a rehearsal says so)
+    kept: tuple[str, ...] | None = None  # of a table's paper datasets, only these (a rehearsal)
+    substitute: str | None = None  # the model of tables whose rows share one (a rehearsal)
 
     def datasets(self, paper_datasets: Sequence[str]) -> list[str]:
         """--dataset, else the paper's datasets (real with a data root, else embedded); every
         name checked."""
+        if self.kept is not None:
+            paper_datasets = [name for name in paper_datasets if name in self.kept]
         if self.dataset:
             names = [self.dataset]
         elif self.data.root is not None:

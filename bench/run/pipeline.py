@@ -63,8 +63,9 @@ class Outcome:
     def todo(self) -> list:
         return [stage for stage in self.schedule.stages if stage.id not in self.schedule.cached]
 
-    def describe(self, jobs: int) -> str:
-        """Each stage, cached or to run, with the runs it serves; the count; the time to run."""
+    def describe(self, how: Execution) -> str:
+        """Each stage, cached or to run, with the runs it serves; the count; the time to run on
+        `how.device`, as many stages at once as the runner would run (bench/run/estimate.py)."""
         serves = describe([cell for cells in self.cells for cell in cells])
         lines = []
         for stage in self.schedule.stages:
@@ -73,7 +74,8 @@ class Outcome:
         n_all, n_cached = len(self.schedule.stages), len(self.schedule.cached)
         lines.append(f"{n_all} stages: {n_cached} cached, {n_all - n_cached} to run")
         if self.todo:
-            lines.append(estimate(self.todo, self.store, jobs).describe(jobs))
+            todo_estimate = estimate(self.todo, self.store, how.device, how.jobs, how.backend)
+            lines.append(todo_estimate.describe())
         return "\n".join(lines)
 
 
@@ -133,4 +135,4 @@ def _prepare(grids: Sequence[Grid], how: Execution) -> None:
             key = (model, profile.name, tuple(sorted(parts.items())))
             if model in models and key not in checked:
                 checked.add(key)
-                create_model(model, profile.name, parts)
+                create_model(model, profile.models, parts)

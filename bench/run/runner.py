@@ -1,8 +1,10 @@
-"""The runner: stages -> cache -> joblib.
+"""The runner: stages -> cache -> joblib or Ray.
 
 Stages are grouped in waves by depth (all first rounds, then all self-training rounds); the
-stages of a wave are independent and are fanned out with joblib, whose backend is a setting
-(loky processes locally; `--backend ray` after `ray.util.joblib.register_ray()` on a cluster).
+stages of a wave are independent and are fanned out `jobs` at a time: with joblib (loky
+processes by default; `jobs` 1 runs them in this process), or as Ray tasks (`--backend ray`,
+bench/run/ray_cluster.py: each asks for the CPUs of its data loader, never more than a node has).
+Wherever a stage runs, its data loader's workers start (bench.data.loading.LOADER_START_METHOD).
 A stage whose result is stored as ok (and intact: bench/run/store.py) is reused; `force`
 recomputes. A failed stage is retried on the next invocation; its children are recorded as
 failed without running. A stage that another run (another process, another host) is computing
@@ -18,7 +20,7 @@ import threading
 from dataclasses import dataclass, replace
 from multiprocessing.managers import SyncManager
 
-from joblib import Parallel, delayed, parallel_config
+from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from bench.run.dag import Context, Stage
@@ -45,14 +47,22 @@ def schedule(chains: list[list[Stage]], store: Store, force: bool) -> Schedule:
     return Schedule(ordered, cached)
 
 
-def check_settings(device: str, backend: str) -> None:
-    """UserError for a device this machine lacks or a joblib backend that does not exist."""
-    import torch
-    from joblib.parallel import BACKENDS
+# Where stages can run: joblib's backends whose workers may start processes (a stage's data
+# loader starts its own), and Ray tasks.
+BACKENDS = ("loky", "ray", "sequential", "threading")
 
-    backends = sorted({*BACKENDS, "ray"})
-    if backend not in backends:
-        raise UserError(f"unknown --backend '{backend}'; valid: {', '.join(backends)}")
+
+def check_settings(device: str, backend: str) -> None:
+    """UserError for a device this machine lacks or a backend that cannot run the stages."""
+    import torch
+
+    if backend == "multiprocessing":
+        raise UserError(
+            "--backend multiprocessing: its pool's processes are daemonic and cannot start a "
+            "data loader's workers; use loky"
+        )
+    if backend not in BACKENDS:
+        raise UserError(f"unknown --backend '{backend}'; valid: {', '.join(BACKENDS)}")
     if device == "auto":
         return
     try:
@@ -75,15 +85,6 @@ def default_jobs(device: str) -> int:
     return os.cpu_count() or 1
 
 
-def _register_backend(backend: str) -> None:
-    if backend == "ray":
-        try:
-            from ray.util.joblib import register_ray  # optional dependency, cluster use only
-        except ImportError as err:
-            raise UserError("--backend ray needs Ray: pip install -e '.[ray]'") from err
-        register_ray()
-
-
 def execute(
     the_schedule: Schedule, ctx: Context, jobs: int, backend: str, force: bool = False
 ) -> dict[str, dict]:
@@ -97,16 +98,19 @@ def execute(
     pin_cpu_kernels()  # the worker processes started below inherit it
     from bench.run.stages import run_stage  # torch is loaded only when something must run
 
-    _register_backend(backend)
-    backend_config, started_ray = {}, False
     if backend == "ray":
         from bench.run import ray_cluster
 
         started_ray = ray_cluster.connect(jobs)
-        ray_cluster.check_store(ctx.results)
-        backend_config = {"ray_remote_args": ray_cluster.remote_args(todo, ctx.device)}
+        try:
+            ray_cluster.check_store(ctx.results)
+            resources = ray_cluster.stage_resources(ray_cluster.loader_workers(todo), ctx.device)
+        except BaseException:  # a store the workers cannot write, a request no node can meet
+            _stop_ray(started_ray)
+            raise
         epoch_bars = _EpochBars(ray_cluster.progress_queue())
     else:  # a Ray worker's parent is its node's raylet, not this process
+        started_ray, resources = False, {}
         ctx = replace(ctx, runner_pid=os.getpid())
         epoch_bars = _EpochBars()
     outcomes: dict[str, dict] = {}
@@ -123,25 +127,23 @@ def execute(
                     bar.update()
                 else:
                     runnable.append(stage)
-            with parallel_config(backend=backend, n_jobs=jobs, **backend_config):
-                # Ray's joblib backend returns a wave's outcomes together (the epoch bars move)
-                order = "list" if backend == "ray" else "generator_unordered"
-                results = Parallel(return_as=order)(
-                    delayed(run_stage)(stage, ctx, progress, force, run_by) for stage in runnable
+            calls = [(stage, ctx, progress, force, run_by) for stage in runnable]
+            if backend == "ray":
+                results = ray_cluster.run_tasks(run_stage, calls, resources, jobs)
+            else:
+                results = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")(
+                    delayed(run_stage)(*call) for call in calls
                 )
-                for outcome in results:
-                    note_damage(outcome.pop("damage", {}))
-                    outcomes[outcome["id"]] = outcome
-                    reused = f" (by {outcome['reused']})" if "reused" in outcome else ""
-                    bar.set_postfix_str(f"last: {outcome['status']}{reused}")
-                    bar.update()
+            for outcome in results:
+                note_damage(outcome.pop("damage", {}))
+                outcomes[outcome["id"]] = outcome
+                reused = f" (by {outcome['reused']})" if "reused" in outcome else ""
+                bar.set_postfix_str(f"last: {outcome['status']}{reused}")
+                bar.update()
     finally:
         bar.close()
         epoch_bars.close()
-        if started_ray:
-            import ray
-
-            ray.shutdown()
+        _stop_ray(started_ray)
     reused = sum("reused" in outcome for outcome in outcomes.values())
     print(
         f"stages: {len(outcomes) - reused} computed by this run ({run_by}), {reused} computed "
@@ -149,6 +151,14 @@ def execute(
         file=sys.stderr,
     )
     return outcomes
+
+
+def _stop_ray(started: bool) -> None:
+    """Shut down the Ray connection this run started, if it started one."""
+    if started:
+        import ray
+
+        ray.shutdown()
 
 
 class _EpochBars:

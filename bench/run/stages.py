@@ -134,9 +134,14 @@ def _model(config: RunConfig, store: Store, stage: Stage):
         part = config.model_config["pretrain"]["part"]
         weights[part] = store.path(stage.parent.id) / f"{part}.pt"
     torch.manual_seed(config.seed)
-    return create_model(
-        config.model, config.profile.name, weights or None, dict(config.model_config)
+    model = create_model(
+        config.model, config.profile.models, weights or None, dict(config.model_config)
     )
+    if config.profile.cumulative_bn:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.momentum = None
+    return model
 
 
 def _evaluate_and_store(model, dataset: IAADataset, settings, out: Path, metrics: dict):
@@ -202,7 +207,7 @@ def _evaluate(stage: Stage, out: Path, ctx: Context, progress: Progress) -> None
     here, so the validation split is not evaluated.)"""
     config = RunConfig.parse(stage.config)
     model = create_model(
-        config.model, config.profile.name, dict(config.weights), dict(config.model_config)
+        config.model, config.profile.models, dict(config.weights), dict(config.model_config)
     )
     settings = replace(config.settings(resolve_device(ctx.device), model, epochs=0), amp=False)
     model.to(settings.device)

@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bench.data.loading import Batch, batches
@@ -249,19 +250,25 @@ def pseudo_batch_size(train: Split, pseudo: Split, batch_size: int) -> int:
 
 
 def join(labelled: Batch, pseudo: Batch) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """A step's rows: the labelled batch, then the pseudo-labelled one (eq. 10)."""
+    """A step's rows: the labelled batch, then the pseudo-labelled one (eq. 10). Batches of
+    images at their own sizes (MUSIQ's) are zero-padded at the bottom and right to the larger
+    of the two, as each was padded to its own largest image (bench.data.loading)."""
     extras = {k: torch.cat([v, pseudo.extras[k]]) for k, v in labelled.extras.items()}
-    return torch.cat([labelled.x, pseudo.x]), torch.cat([labelled.targets, pseudo.targets]), extras
+    both = (labelled, pseudo)
+    height = max(labelled.x.shape[-2], pseudo.x.shape[-2])
+    width = max(labelled.x.shape[-1], pseudo.x.shape[-1])
+    x = [F.pad(b.x, (0, width - b.x.shape[-1], 0, height - b.x.shape[-2])) for b in both]
+    return torch.cat(x), torch.cat([labelled.targets, pseudo.targets]), extras
 
 
 def optimizer_step(
     trainer, x: torch.Tensor, targets: torch.Tensor, n_pseudo: int, extras: dict,
     update: bool = True,
 ) -> torch.Tensor:  # fmt: skip
-    """One step of a procedure (`trainer`: its model, opts, settings, optimizer, step_generator
-    and dir_terms): the loss of eq. 10 under autocast and its backward; with `update`, the
-    optimizer's step (gradient accumulation: the loss is divided by the batches per update).
-    Returns the loss, detached."""
+    """One step of a procedure (`trainer`: its model, opts, settings, optimizer, step_generator,
+    dir_terms and its count of `updates`): the loss of eq. 10 under autocast and its backward;
+    with `update`, the optimizer's step (gradient accumulation: the loss is divided by the
+    batches per update). Returns the loss, detached."""
     settings = trainer.settings
     with torch.autocast(settings.device.type, torch.bfloat16, enabled=settings.autocast):
         loss = training_loss(
@@ -272,6 +279,7 @@ def optimizer_step(
     if update:
         trainer.optimizer.step()
         trainer.optimizer.zero_grad(set_to_none=True)
+        trainer.updates += 1
     return loss.detach()
 
 
@@ -289,7 +297,11 @@ _END = object()
 
 class Procedure(Protocol):
     """How a round trains, one epoch at a time (train_round validates after each epoch).
-    Constructed as `Procedure(model, train, pseudo, opts, settings, seed, **config)`."""
+    Constructed as `Procedure(model, train, pseudo, opts, settings, seed, **config)`; counts its
+    optimizer updates in `updates` (optimizer_step does) and stops an epoch at the settings'
+    `max_steps`."""
+
+    updates: int
 
     def epoch(self, epoch: int) -> torch.Tensor:
         """Train one epoch; return the mean training loss as a 0-d tensor (no host sync)."""
@@ -313,6 +325,7 @@ class Supervised:
         self.generator = torch.Generator().manual_seed(seed)  # batch order and flips, on the host
         self.step_generator = torch.Generator(device=settings.device).manual_seed(seed)  # TFA
         self.optimizer = make_optimizer(model, settings)
+        self.updates = 0
         batches_per_epoch = (
             len(train) // settings.batch_size
             if settings.drop_last
@@ -334,6 +347,8 @@ class Supervised:
         steps = 0
         shuffled = training_batches(self.train, settings.batch_size, settings, self.generator)
         for batch, last in _with_last(shuffled):
+            if settings.capped(self.updates):
+                break
             x, targets, extras = batch.x, batch.targets, batch.extras
             n_u = 0
             if self.pseudo is not None:
@@ -406,6 +421,8 @@ def train_round(model: nn.Module, training: Round, progress: Progress) -> RoundR
         srcc = val_metrics["srcc"]
         if np.isfinite(srcc) and srcc > best_srcc:
             best_srcc, best_epoch, best_state = srcc, epoch + 1, cpu_state(model)
+        if settings.capped(trainer.updates):
+            break
     if best_state is None:  # validation SRCC undefined all along (constant predictions)
-        best_epoch, best_state = settings.epochs, cpu_state(model)
+        best_epoch, best_state = len(rows), cpu_state(model)
     return RoundResult(best_state, best_epoch, pd.DataFrame(rows))

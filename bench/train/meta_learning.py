@@ -68,7 +68,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.data.loading import Batch, batches
+from bench.data.loading import Batch, batches, data_loader
 from bench.data.types import Split
 from bench.train.dir_terms import dir_terms
 from bench.train.loop import (
@@ -180,6 +180,7 @@ class MetaLearning:
         self.generator = torch.Generator().manual_seed(seed)  # tasks, batches, flips (host)
         self.step_generator = torch.Generator(device=settings.device).manual_seed(seed)  # TFA
         self.optimizer = make_optimizer(model, settings)  # shared by every task (official)
+        self.updates = 0
         self.schedule = lr_schedule(self.optimizer, settings)
         self.dir_terms = dir_terms(opts, train, model, settings.device)  # LDS, FDS, RankSim
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -239,12 +240,10 @@ class MetaLearning:
         """The tasks' (support, query) batches, in order, prepared by the profile's workers."""
         seeds = torch.randint(2**62, (len(tasks),), generator=self.generator).tolist()
         settings = self.settings
-        loader = torch.utils.data.DataLoader(
-            _TaskBatches(self.train, tasks, seeds, settings),
-            batch_size=None,
-            num_workers=settings.num_workers,
-            pin_memory=settings.device.type == "cuda",
-        )
+        loader = data_loader(
+            _TaskBatches(self.train, tasks, seeds, settings), None, settings.num_workers,
+            settings.device,
+        )  # fmt: skip
         for support, query in loader:
             yield _to(support, settings.device), _to(query, settings.device)
 
@@ -264,12 +263,14 @@ class MetaLearning:
         with torch.no_grad():
             meta = [p.detach().clone() for p in self.params]
         for k, task in enumerate(self._task_batches(self._tasks())):
+            if self.settings.capped(self.updates):
+                break
             if k % self.tasks_per_meta == 0:
                 start = [m.clone() for m in meta]  # the official temp_model
             with torch.no_grad():
                 torch._foreach_copy_(self.params, start)
             for batch in task:  # support, then query
-                for _ in range(self.inner_steps):
+                for _ in range(self.inner_steps if not self.settings.capped(self.updates) else 0):
                     total += self._step(batch)
                     steps += 1
             with torch.no_grad():

@@ -66,13 +66,16 @@ def pretrain_part(
     val_labels = _group_labels(val, network.num_classes, "validation")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=settings.lr)
-    best_accuracy, best_state, rows = -np.inf, None, []
+    best_accuracy, best_state, rows, updates = -np.inf, None, [], 0
     progress.epoch(0, settings.epochs, float("nan"), float("nan"))
     for epoch in range(settings.epochs):
         network.train()
         total = torch.zeros((), device=settings.device)
         steps = 0
         for x, _, index, _ in training_batches(train, settings.batch_size, settings, generator):
+            if settings.capped(updates):
+                break
+            updates += 1
             loss = F.cross_entropy(network(x), train_labels[index].to(settings.device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -89,4 +92,6 @@ def pretrain_part(
         if val_accuracy > best_accuracy:
             best_accuracy = val_accuracy
             best_state = cpu_state(network)
+        if settings.capped(updates):
+            break
     return best_state, pd.DataFrame(rows)

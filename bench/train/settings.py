@@ -22,13 +22,19 @@ Every recipe key is applied; `RECIPE_KEYS` lists them:
                       resized to img_size x img_size with the same filter
     emd               the EMD's form: per_sample | batch_rms (bench/train/losses.py)
     amp               bf16 autocast on a GPU (true unless the recipe says false)
+
+A profile may cap a stage (the rehearsal profile does, never a recipe): at most `max_steps`
+optimizer updates (the epoch that reaches it ends there and is validated), of at most
+`max_batch` images each, at learning rates of at most `max_lr`, on images read at their own size
+(MUSIQ) of at most `max_side` pixels: nothing a rehearsal trains is a result.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from bench.profiles import Profile
@@ -78,6 +84,11 @@ class TrainSettings:
     interpolation: str = "bilinear"  # bilinear | bicubic (image files)
     emd: str = "per_sample"  # per_sample | batch_rms
     amp: bool = True  # bf16 autocast on GPUs
+    max_steps: int | None = None  # optimizer updates per stage, at most (a profile's cap)
+
+    def capped(self, updates: int) -> bool:
+        """Whether `updates` optimizer updates reach the stage's cap."""
+        return self.max_steps is not None and updates >= self.max_steps
 
     @property
     def autocast(self) -> bool:
@@ -89,11 +100,20 @@ class TrainSettings:
 
 
 def usable_cores() -> int:
-    """The CPU cores this process may run on: data-loading workers never outnumber them."""
+    """The CPU cores this process may run on, which data-loading workers never outnumber: those
+    of its CPU affinity (the machine's, where the system has none), and in a Ray task or actor
+    no more than the CPUs Ray gave it (at least one; Ray does not set the affinity)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    ray = sys.modules.get("ray")  # a Ray worker has imported it; no one else needs to
+    if ray is not None and ray.is_initialized():
+        context = ray.get_runtime_context()
+        if context.worker.mode == ray.WORKER_MODE:  # a task or actor, not the driver
+            given = context.get_assigned_resources().get("CPU", 0)
+            cores = min(cores, max(1, int(given)))
+    return cores
 
 
 def train_settings(
@@ -143,8 +163,17 @@ def train_settings(
         param_lr=dict(recipe.get("param_lr", {})),
         lr_milestones=tuple(recipe.get("lr_milestones", ())),
         accumulate=accumulate,
+        max_steps=profile.max_steps,
         **{key: recipe[key] for key in RECIPE_SETTINGS if key in recipe},
     )
+    if profile.max_batch is not None and settings.batch_size > profile.max_batch:
+        settings = replace(settings, batch_size=profile.max_batch, accumulate=1)
+    if profile.max_lr is not None:
+        capped = {prefix: min(lr, profile.max_lr) for prefix, lr in settings.param_lr.items()}
+        settings = replace(settings, lr=min(settings.lr, profile.max_lr), param_lr=capped)
+    if profile.max_side is not None:
+        settings = replace(settings, max_side=min(settings.max_side or profile.max_side,
+                                                  profile.max_side))  # fmt: skip
     if settings.emd not in EMD_FORMS:
         raise UserError(f"emd must be one of {', '.join(EMD_FORMS)} (got {settings.emd!r})")
     if settings.schedule not in SCHEDULES:
