@@ -283,18 +283,6 @@ def optimizer_step(
     return loss.detach()
 
 
-def _with_last(items: Iterator) -> Iterator[tuple[object, bool]]:
-    """(item, whether it is the last one), one item ahead."""
-    previous = next(items, _END)
-    while previous is not _END:
-        item = next(items, _END)
-        yield previous, item is _END
-        previous = item
-
-
-_END = object()
-
-
 class Procedure(Protocol):
     """How a round trains, one epoch at a time (train_round validates after each epoch).
     Constructed as `Procedure(model, train, pseudo, opts, settings, seed, **config)`; counts its
@@ -326,12 +314,9 @@ class Supervised:
         self.step_generator = torch.Generator(device=settings.device).manual_seed(seed)  # TFA
         self.optimizer = make_optimizer(model, settings)
         self.updates = 0
-        batches_per_epoch = (
-            len(train) // settings.batch_size
-            if settings.drop_last
-            else -(-len(train) // settings.batch_size)
-        )
-        updates = settings.epochs * -(-max(batches_per_epoch, 1) // settings.accumulate)
+        n, size = len(train), settings.batch_size  # batches an epoch (bench.data.loading)
+        self.batches = max(1, n // size) if settings.drop_last else -(-n // size)
+        updates = settings.epochs * -(-self.batches // settings.accumulate)
         self.schedule = lr_schedule(self.optimizer, settings, updates)
         self.dir_terms = dir_terms(opts, train, model, settings.device)
         self.pseudo = None
@@ -345,8 +330,7 @@ class Supervised:
             self.dir_terms.start_epoch(epoch)
         total = torch.zeros((), device=settings.device)
         steps = 0
-        shuffled = training_batches(self.train, settings.batch_size, settings, self.generator)
-        for batch, last in _with_last(shuffled):
+        for batch in training_batches(self.train, settings.batch_size, settings, self.generator):
             if settings.capped(self.updates):
                 break
             x, targets, extras = batch.x, batch.targets, batch.extras
@@ -354,7 +338,7 @@ class Supervised:
             if self.pseudo is not None:
                 pseudo = next(self.pseudo)
                 (x, targets, extras), n_u = join(batch, pseudo), len(pseudo.x)
-            update = last or (steps + 1) % settings.accumulate == 0
+            update = (steps + 1) % settings.accumulate == 0 or steps + 1 == self.batches
             total += optimizer_step(self, x, targets, n_u, extras, update)
             steps += 1
             if update and per_update(self.schedule):
