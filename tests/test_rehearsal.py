@@ -90,3 +90,15 @@ def test_a_capped_round_stops_after_its_updates(steps):
     result = train_round(model, Round(split, split, MethodOptions(), settings, 0), Progress(print))
     # 10 batches an epoch: the first epoch reaches the cap, is validated, and ends the round
     assert len(result.curve) == 1 and result.best_epoch == 1
+
+
+def test_the_evaluate_stage_evaluates_the_model_it_names(tmp_path):
+    from bench.run.grid import Request
+    from bench.run.rehearsal import rehearsal, stored_model
+    from tables.make import rows_of
+    from tables.specs import single_run
+
+    request = stored_model(rehearsal(Request(profile="paper"), tmp_path), tmp_path)
+    (row,) = rows_of(single_run("tanet", []), request)
+    assert row.model == "tanet" and request.eval_only  # not the ablations' substitute
+    assert set(request.weights["tanet"]) == {"model"}

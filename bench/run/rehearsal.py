@@ -97,4 +97,4 @@ def stored_model(request: Request, results: Path, model: str = "tanet") -> Reque
     evaluated from its stored weights (`--eval-only --weights MODEL.model=FILE`)."""
     (cell,) = request.grid([Row(model, model)], ["AVA"]).cells()
     weights = {model: {"model": str((results / "runs" / cell.final.id / "model.pt").resolve())}}
-    return replace(request, eval_only=True, weights=weights)
+    return replace(request, eval_only=True, weights=weights, substitute=None)
