@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.dev import choose
 from bench.run.dag import RunRequest, stages_for
-from bench.run.grid import Grid
+from bench.run.grid import Grid, Request
 from bench.train.methods import MethodOptions
 
 
@@ -13,7 +13,7 @@ def test_lr_candidates_override_the_recipe_and_a_chosen_value_reuses_its_run(mon
 
     rows = choose.lr_grids(["nima"])["nima lr"]
     assert [row.recipe["lr"] for row in rows] == list(choose.LEARNING_RATES)
-    cells = Grid(["synth-ava"], rows, 1, "cpu").cells()
+    cells = Grid(["synth-ava"], rows, Request("cpu", 1)).cells()
     assert len({cell.chain[-1].id for cell in cells}) == len(rows)
     # Writing the chosen lr into the model's cpu recipe gives the candidate's stage id.
     entry = registry.model_entry("nima")
@@ -28,7 +28,7 @@ def test_lr_candidates_override_the_recipe_and_a_chosen_value_reuses_its_run(mon
 
 
 def test_tfa_pairs_candidates_are_table4s_tfa_rows():
-    cells = Grid(["synth-ava"], choose.tfa_pairs_grids()["tfa pairs"], 1, "cpu").cells()
+    cells = Grid(["synth-ava"], choose.tfa_pairs_grids()["tfa pairs"], Request("cpu", 1)).cells()
     default = stages_for(RunRequest("synth-ava", "swinv2", "cpu", 0, MethodOptions(tfa=True)))
     assert cells[1].chain[-1].id == default[-1].id  # 4 pairs: the default, cached by Table 4
 
@@ -37,7 +37,7 @@ def test_the_best_mean_validation_srcc_comes_first(tmp_path, monkeypatch):
     from bench.run.store import Store
 
     rows = choose.dir_grids()["lds reweight"]
-    cells = Grid(["synth-ava"], rows, 2, "smoke").cells()
+    cells = Grid(["synth-ava"], rows, Request("smoke", 2)).cells()
     val_srcc = {
         ("sqrt_inv", 0): 0.50,
         ("sqrt_inv", 1): 0.60,

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from baselines import list_models
-from bench.run.grid import Grid, Row
+from bench.run.grid import Grid, Request, Row
 from bench.run.pipeline import Execution, run
 from bench.run.reproducible import pin_cpu_kernels
 
@@ -70,7 +70,7 @@ def choose(
     """Train every candidate of every grid (cached); per grid, the mean validation metrics per
     candidate, best validation SRCC first."""
     outcome = run(
-        [Grid([dataset], rows, seeds, profile) for rows in grids.values()],
+        [Grid([dataset], rows, Request(profile, seeds)) for rows in grids.values()],
         Execution(results=results, jobs=jobs),
     )
     tables = {}

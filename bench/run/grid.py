@@ -1,9 +1,10 @@
 """A grid of runs: datasets x rows x seeds -> cells, each a chain of stages. Pure Python (no
 torch), the one planner behind every table, figure and a user's own script:
 
-    from bench.run.grid import Grid, Row
+    from bench.run.grid import Grid, Request, Row
     from bench.run.pipeline import Execution, run
-    grid = Grid(["synth-ava"], [Row("nima", "nima", {"tfa": True, "flsa": True})], seeds=3)
+    rows = [Row("nima", "nima", {"tfa": True, "flsa": True})]
+    grid = Grid(["synth-ava"], rows, Request(seeds=3))
     outcome = run([grid], Execution())  # trains what the store lacks; records per dataset
 
 A row is a model and the method options it runs with (`bench.train.methods.MethodOptions`
@@ -97,61 +98,13 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class Grid:
-    """Every (dataset, row, seed) of `datasets` x `rows` x seeds 0..seeds-1 at a profile.
-    `weights` maps a model to its weight files (part -> path); `eval_only` evaluates them
-    instead of training. `recipe` and `variants` map a model (or "*", every model) to recipe
-    keys over its recipe and to its named variants, under each row's own."""
-
-    datasets: Sequence[str]
-    rows: Sequence[Row]
-    seeds: int = 1
-    profile: str = "cpu"
-    options: GridOptions = GridOptions()
-    data: DataSource = DataSource()
-    weights: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    eval_only: bool = False
-    recipe: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
-    variants: Mapping[str, Sequence[str]] = field(default_factory=dict)
-
-    def recipe_for(self, row: Row) -> dict:
-        return {**self.recipe.get("*", {}), **self.recipe.get(row.model, {}), **row.recipe}
-
-    def variants_for(self, row: Row) -> tuple[str, ...]:
-        named = [*self.variants.get(row.model, ()), *row.variants]
-        return tuple(dict.fromkeys(named))
-
-    def cells(self) -> list[Cell]:
-        if self.seeds < 1:
-            raise UserError(f"--seeds must be >= 1 (got {self.seeds})")
-        root, pool = self.data.root, self.data.unlabeled
-        cells = []
-        for dataset in self.datasets:
-            for row in self.rows:
-                opts = self.options.for_row(row)
-                for seed in range(self.seeds):
-                    request = RunRequest(
-                        dataset=dataset,
-                        model=row.model,
-                        profile=self.profile,
-                        seed=seed,
-                        options=opts,
-                        data_root=str(root.resolve()) if root else None,
-                        weights=self.weights.get(row.model),
-                        eval_only=self.eval_only,
-                        recipe=self.recipe_for(row) or None,
-                        unlabeled=str(pool.resolve()) if pool else None,
-                        variants=self.variants_for(row),
-                    )
-                    cells.append(Cell(dataset, row.key, seed, stages_for(request)))
-        return cells
-
-
-@dataclass(frozen=True)
 class Request:
-    """What a command asks of every grid it runs. `dataset`: one dataset instead of a table's
-    own; without it a table runs on the paper's datasets, real ones under `data.root`, else
-    their embedded stand-ins (synth-ava for AVA, ...)."""
+    """What a command asks of every grid it runs: profile, seeds, method options, data, weight
+    files (a model -> part -> path; `eval_only` evaluates them instead of training), and
+    `recipe` and `variants`, which map a model (or "*", every model) to recipe keys over its
+    recipe and to its named variants, under each row's own. `dataset`: one dataset instead of
+    a table's own; without it a table runs on the paper's datasets, real ones under
+    `data.root`, else their embedded stand-ins (synth-ava for AVA, ...)."""
 
     profile: str = "cpu"
     seeds: int = 1
@@ -181,11 +134,52 @@ class Request:
             check_name(name)
         return names
 
+    def recipe_for(self, row: Row) -> dict:
+        """Recipe keys over a row's model's recipe: every model's, the model's, the row's."""
+        return {**self.recipe.get("*", {}), **self.recipe.get(row.model, {}), **row.recipe}
+
+    def variants_for(self, row: Row) -> tuple[str, ...]:
+        named = [*self.variants.get(row.model, ()), *row.variants]
+        return tuple(dict.fromkeys(named))
+
     def grid(self, rows: Sequence[Row], paper_datasets: Sequence[str]) -> Grid:
-        return Grid(
-            self.datasets(paper_datasets), rows, self.seeds, self.profile, self.options,
-            self.data, self.weights, self.eval_only, self.recipe, self.variants,
-        )  # fmt: skip
+        return Grid(self.datasets(paper_datasets), rows, self)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Every (dataset, row, seed) of `datasets` x `rows` x seeds 0..seeds-1, as `request` asks
+    (profile, seeds, options, data, weights, recipes, variants)."""
+
+    datasets: Sequence[str]
+    rows: Sequence[Row]
+    request: Request = Request()
+
+    def cells(self) -> list[Cell]:
+        ask = self.request
+        if ask.seeds < 1:
+            raise UserError(f"--seeds must be >= 1 (got {ask.seeds})")
+        root, pool = ask.data.root, ask.data.unlabeled
+        cells = []
+        for dataset in self.datasets:
+            for row in self.rows:
+                opts = ask.options.for_row(row)
+                for seed in range(ask.seeds):
+                    run = RunRequest(
+                        dataset=dataset,
+                        model=row.model,
+                        profile=ask.profile,
+                        seed=seed,
+                        options=opts,
+                        data_root=str(root.resolve()) if root else None,
+                        weights=ask.weights.get(row.model),
+                        eval_only=ask.eval_only,
+                        recipe=ask.recipe_for(row) or None,
+                        unlabeled=str(pool.resolve()) if pool else None,
+                        variants=ask.variants_for(row),
+                    )
+                    cells.append(Cell(dataset, row.key, seed, stages_for(run)))
+        return cells
 
 
 def parse_weights(pairs: Sequence[str]) -> dict[str, dict[str, str]]:

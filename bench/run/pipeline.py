@@ -119,19 +119,20 @@ def _prepare(grids: Sequence[Grid], how: Execution) -> None:
 
     checked: set[tuple] = set()
     for grid in grids:
-        profile = get_profile(grid.profile)
+        ask = grid.request
+        profile = get_profile(ask.profile)
         models = {row.model for row in grid.rows}
-        for row in grid.rows if grid.eval_only and profile.name == "paper" else ():
+        for row in grid.rows if ask.eval_only and profile.name == "paper" else ():
             released = model_entry(row.model).get("released")
-            if released and not grid.variants_for(row):
+            if released and not ask.variants_for(row):
                 print(f"{row.model}: evaluated as released, {released}")
-        root = grid.data.root.resolve() if grid.data.root else None
+        root = ask.data.root.resolve() if ask.data.root else None
         for dataset in grid.datasets:
-            key = (dataset, profile.name, root, grid.data.unlabeled)
+            key = (dataset, profile.name, root, ask.data.unlabeled)
             if key not in checked:
                 checked.add(key)
-                load_dataset(dataset, profile, root, how.results / "cache", grid.data.unlabeled)
-        for model, parts in grid.weights.items():
+                load_dataset(dataset, profile, root, how.results / "cache", ask.data.unlabeled)
+        for model, parts in ask.weights.items():
             key = (model, profile.name, tuple(sorted(parts.items())))
             if model in models and key not in checked:
                 checked.add(key)

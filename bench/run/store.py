@@ -18,8 +18,9 @@ quarantine.json saying why); it is never deleted. It then counts as not stored; 
 remembers it, so that a cell of it reads "damaged" (`damage_found` for the exit code).
 
 Locks. A stage is computed (and replaced, and quarantined) only by the process holding
-runs/.lock-<id>, made by an exclusive create (O_CREAT | O_EXCL) and holding the owner's host,
-pid, start time and a random token. Its owner touches it every HEARTBEAT_S seconds. Another
+runs/.lock-<id>, made by an exclusive create (a hard link of a file already written, so that no
+other process ever reads it empty) and holding the owner's host, pid, start time and a random
+token. Its owner touches it every HEARTBEAT_S seconds. Another
 process waits for it (polling every POLL_S seconds) and then reuses what the owner committed.
 A lock is stale, and taken over, when its owner ran on this host and is gone, or when it has
 not been touched for STALE_AFTER_S seconds (an owner on another host, or a reused pid); one
@@ -258,8 +259,11 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
             token = uuid.uuid4().hex
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            mine = {"host": HOST, "pid": os.getpid(), "started": time.time(), "token": token}
+            draft = path.with_name(f"{path.name}.{token}")
+            draft.write_text(json.dumps(mine))
+            try:  # an exclusive create that is never seen empty: a hard link of the whole file
+                os.link(draft, path)
             except FileExistsError:
                 owner = _read_owner(path)
                 if not _stale(path, owner):
@@ -267,9 +271,8 @@ class Store:
                 if _take_over(path, owner):
                     say(f"took over the lock of {stage_id} from {_owner_name(owner)} (gone)")
                 continue
-            mine = {"host": HOST, "pid": os.getpid(), "started": time.time(), "token": token}
-            with os.fdopen(fd, "w") as out:
-                json.dump(mine, out)
+            finally:
+                draft.unlink(missing_ok=True)
             return _Lock(path, token)
         raise Busy(_owner_name(_read_owner(path)))
 
