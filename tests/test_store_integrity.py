@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.run import lock as lock_module
+from bench.run import manifest as manifest_module
 from bench.run import store as store_module
 from bench.run.reproducible import pin_cpu_kernels
 from bench.run.store import HOST, MANIFEST, Busy, Store, verify_store, write_json
@@ -36,9 +38,9 @@ SUMMARY = re.compile(r"stages: (\d+) computed by this run \((\S+)\), (\d+) compu
 def fresh_process_state(monkeypatch):
     """What a process knows about the stores it read (verdicts, damage, locks): empty per test,
     as in a new process, so that no test's damage leaks into another's exit codes."""
-    for name in ("_VERDICTS", "_DAMAGE"):
-        monkeypatch.setattr(store_module, name, {})
-    monkeypatch.setattr(store_module, "_HELD", set())
+    monkeypatch.setattr(manifest_module, "_VERDICTS", {})
+    monkeypatch.setattr(store_module, "_DAMAGE", {})
+    monkeypatch.setattr(lock_module, "_HELD", set())
 
 
 def _commit_stage(store: Store, stage_id: str, status: str = "ok") -> Path:
@@ -112,8 +114,8 @@ def test_sizes_are_compared_on_every_read_hashes_once_per_process(tmp_path, monk
     store = Store(tmp_path)
     stage = _commit_stage(store, "abc")
     hashed = []
-    real = store_module.sha256
-    monkeypatch.setattr(store_module, "sha256", lambda path: hashed.append(path) or real(path))
+    real = manifest_module.sha256
+    monkeypatch.setattr(manifest_module, "sha256", lambda path: hashed.append(path) or real(path))
     assert store.is_ok("abc") and len(hashed) == 4
     assert store.is_ok("abc") and len(hashed) == 4  # the verdict is kept
     _truncate(stage / "predictions.csv")
@@ -125,7 +127,7 @@ def test_a_failed_stage_is_checked_like_an_ok_one(tmp_path):
     stage = _commit_stage(store, "abc", status="failed")
     assert store.status("abc")["status"] == "failed"
     _alter(stage / "metrics.json")
-    store_module._VERDICTS.clear()
+    manifest_module._VERDICTS.clear()
     assert store.status("abc")["status"] == "damaged"
 
 
@@ -136,7 +138,7 @@ def test_a_legacy_stage_without_manifest_gets_parse_checks(tmp_path, name):
     (stage / MANIFEST).unlink()  # as a stage stored before manifests
     assert store.is_ok("abc")
     _truncate(stage / name)
-    store_module._VERDICTS.clear()
+    manifest_module._VERDICTS.clear()
     status = store.status("abc")
     assert status["status"] == "damaged" and name in status["reason"]
 
@@ -230,14 +232,14 @@ def test_another_hosts_lock_is_stale_once_its_heartbeat_stops(tmp_path):
     lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "t"}))
     with pytest.raises(Busy, match="elsewhere:1"):
         store._lock("abc", print)
-    old = time.time() - store_module.STALE_AFTER_S - 5
+    old = time.time() - lock_module.STALE_AFTER_S - 5
     os.utime(lock, (old, old))
     store._lock("abc", print).release()
     assert not lock.exists()
 
 
 def test_the_owner_touches_its_lock(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(lock_module, "HEARTBEAT_S", 0.05)
     lock = Store(tmp_path)._lock("abc", print)
     os.utime(lock.path, (0, 0))
     deadline = time.time() + 30

@@ -29,41 +29,50 @@ process at a time takes a stale lock over (runs/.lock-<id>.takeover, also exclus
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.run.lock import (
+    HOST,
+    POLL_S,
+    Busy,
+    Lock,
+    alive,
+    holds,
+    owner_name,
+    read_owner,
+    stale,
+    take_over,
+)
+from bench.run.manifest import (
+    MANIFEST,
+    STATUSES,
+    Damaged,
+    checked_status,
+    forget,
+    read_json,
+    read_problem,
+    stage_stamp,
+    write_json,
+    write_manifest,
+)
 from iaa_common import UserError
 
 RUNS = "runs"
 QUARANTINE = "quarantine"
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
-STATUSES = ("ok", "failed")  # what a stage's status.json may say
-POLL_S = 2.0  # a waiting process looks at a busy lock this often
-HEARTBEAT_S = 10.0  # a lock's owner touches it this often
-STALE_AFTER_S = 120.0  # a lock not touched for this long is taken over (mind clock skew)
-HOST = socket.gethostname()
 EXIT_DAMAGED = 3  # the exit code of a command that found damaged stages
 
-# What this process knows (absolute stage directory -> ...): the hash verdict of each stage it
-# checked, keyed by its manifest's stat stamp (None: intact, else the problem); the damage it
-# found; the locks it holds.
-_VERDICTS: dict[str, tuple[tuple, str | None]] = {}
+# The damage this process found or was told of (absolute stage directory -> problem).
 _DAMAGE: dict[str, str] = {}
-_HELD: set[str] = set()
 
 
 def code_version() -> str:
@@ -89,14 +98,6 @@ def code_version() -> str:
         return "unknown"
 
 
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
 def damage_found() -> dict[str, str]:
     """Stage directory -> problem, for every damaged stage this process found or was told of."""
     return dict(_DAMAGE)
@@ -105,18 +106,6 @@ def damage_found() -> dict[str, str]:
 def note_damage(found: dict[str, str]) -> None:
     """Add damage another process found (a worker's, returned with its outcome)."""
     _DAMAGE.update(found)
-
-
-class Damaged(Exception):
-    """A stage failed its check; the message is the problem (naming the file)."""
-
-
-class Busy(Exception):
-    """A stage's lock is held by a live process (`owner`: host:pid)."""
-
-    def __init__(self, owner: str):
-        super().__init__(owner)
-        self.owner = owner
 
 
 @dataclass(frozen=True)
@@ -143,9 +132,9 @@ class Store:
             reason = _DAMAGE.get(os.path.abspath(stage_dir))
             return None if reason is None else {"status": "damaged", "reason": reason}
         try:
-            return _checked_status(stage_dir)
+            return checked_status(stage_dir)
         except (Damaged, OSError) as err:
-            return self._set_aside(stage_id, _problem(err))
+            return self._set_aside(stage_id, read_problem(err))
 
     def is_ok(self, stage_id: str) -> bool:
         status = self.status(stage_id)
@@ -205,7 +194,7 @@ class Store:
         return removed
 
     def _orphaned(self, stage_id: str, pid: int, host: str) -> bool:
-        if host == HOST and _alive(pid):
+        if host == HOST and alive(pid):
             return False
         return self._lock_owner(stage_id) != f"{host}:{pid}"
 
@@ -217,10 +206,10 @@ class Store:
     def _lock_owner(self, stage_id: str) -> str | None:
         """host:pid of the live owner of a stage's lock, or None (no lock, or a stale one)."""
         path = self._lock_path(stage_id)
-        owner = _read_owner(path)
-        if not path.exists() or _stale(path, owner):
+        owner = read_owner(path)
+        if not path.exists() or stale(path, owner):
             return None
-        return _owner_name(owner)
+        return owner_name(owner)
 
     @contextmanager
     def claim(
@@ -236,13 +225,13 @@ class Store:
                 break
             except Busy as busy:
                 if waited_for is None:
-                    before = _stamp(stage_dir)
+                    before = stage_stamp(stage_dir)
                     say(f"waiting for {stage_id} (computed by {busy.owner})")
                 waited_for = busy.owner
                 time.sleep(POLL_S)
         try:
             status = self.status(stage_id)
-            fresh = waited_for is not None and _stamp(stage_dir) != before
+            fresh = waited_for is not None and stage_stamp(stage_dir) != before
             reuse = None
             if status is not None and status["status"] in STATUSES:
                 if fresh:
@@ -253,7 +242,7 @@ class Store:
         finally:
             lock.release()
 
-    def _lock(self, stage_id: str, say: Callable[[str], None]) -> _Lock:
+    def _lock(self, stage_id: str, say: Callable[[str], None]) -> Lock:
         """Take the stage's lock (taking a stale one over), or raise Busy."""
         path = self._lock_path(stage_id)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -265,23 +254,23 @@ class Store:
             try:  # an exclusive create that is never seen empty: a hard link of the whole file
                 os.link(draft, path)
             except FileExistsError:
-                owner = _read_owner(path)
-                if not _stale(path, owner):
-                    raise Busy(_owner_name(owner)) from None
-                if _take_over(path, owner):
-                    say(f"took over the lock of {stage_id} from {_owner_name(owner)} (gone)")
+                owner = read_owner(path)
+                if not stale(path, owner):
+                    raise Busy(owner_name(owner)) from None
+                if take_over(path, owner):
+                    say(f"took over the lock of {stage_id} from {owner_name(owner)} (gone)")
                 continue
             finally:
                 draft.unlink(missing_ok=True)
-            return _Lock(path, token)
-        raise Busy(_owner_name(_read_owner(path)))
+            return Lock(path, token)
+        raise Busy(owner_name(read_owner(path)))
 
     # Quarantine -------------------------------------------------------------------------------
 
     def _set_aside(self, stage_id: str, problem: str) -> dict:
         """Move a damaged stage to quarantine under its lock; the status to report for it (its
         own if it was replaced by an intact copy meanwhile)."""
-        held = os.path.abspath(self._lock_path(stage_id)) in _HELD
+        held = holds(self._lock_path(stage_id))
         try:
             lock = None if held else self._lock(stage_id, _to_stderr)
         except Busy as busy:
@@ -308,14 +297,14 @@ class Store:
         if not stage_dir.is_dir():
             return None, "moved aside by another process"
         try:
-            return _checked_status(stage_dir), ""
+            return checked_status(stage_dir), ""
         except (Damaged, OSError):
             pass
         stamp = time.strftime("%Y%m%dT%H%M%S")
         dest = self.root / QUARANTINE / f"{stage_id}-{stamp}-{uuid.uuid4().hex[:6]}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.rename(stage_dir, dest)
-        _VERDICTS.pop(os.path.abspath(stage_dir), None)
+        forget(stage_dir)
         by = f"{HOST}:{os.getpid()}"
         write_json(dest / "quarantine.json", {"stage": stage_id, "problem": problem, "by": by})
         return None, f"moved to {dest}"
@@ -330,7 +319,7 @@ class Store:
         try:
             stage_dir = self.path(stage_id)
             if not (stage_dir / MANIFEST).exists():
-                _checked_status(stage_dir, rehash=True)
+                checked_status(stage_dir, rehash=True)
                 write_manifest(stage_dir)
             return True
         except (Damaged, OSError):
@@ -339,203 +328,8 @@ class Store:
             lock.release()
 
 
-class _Lock:
-    """A lock file this process created; a thread touches it until `release`."""
-
-    def __init__(self, path: Path, token: str):
-        self.path, self.token = path, token
-        self._stop = threading.Event()
-        _HELD.add(os.path.abspath(path))
-        threading.Thread(target=self._beat, daemon=True).start()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            try:
-                os.utime(self.path)
-            except OSError:
-                pass
-
-    def release(self) -> None:
-        self._stop.set()
-        _HELD.discard(os.path.abspath(self.path))
-        if _read_owner(self.path).get("token") == self.token:  # not if taken over meanwhile
-            self.path.unlink(missing_ok=True)
-
-
-def _read_owner(path: Path) -> dict:
-    """A lock's content; {} when absent or still being written."""
-    try:
-        owner = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return owner if isinstance(owner, dict) else {}
-
-
-def _owner_name(owner: dict) -> str:
-    return f"{owner.get('host', '?')}:{owner.get('pid', '?')}"
-
-
-def _stale(path: Path, owner: dict) -> bool:
-    try:
-        age = time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return False  # released meanwhile
-    if age > STALE_AFTER_S:
-        return True
-    pid = owner.get("pid")
-    return owner.get("host") == HOST and isinstance(pid, int) and not _alive(pid)
-
-
-def _take_over(path: Path, seen: dict) -> bool:
-    """Remove a stale lock if it is still the one seen, one process at a time."""
-    guard = path.with_name(path.name + ".takeover")
-    try:
-        fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        if _stale(guard, {}):  # its taker died within the few lines below
-            guard.unlink(missing_ok=True)
-        return False
-    try:
-        if _read_owner(path) == seen:
-            path.unlink(missing_ok=True)
-            return True
-        return False
-    finally:
-        os.close(fd)
-        guard.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-# Manifests and checks -------------------------------------------------------------------------
-
-
-def sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _files(stage_dir: Path) -> list[str]:
-    return sorted(
-        p.relative_to(stage_dir).as_posix()
-        for p in stage_dir.rglob("*")
-        if p.is_file() and p.name != MANIFEST
-    )
-
-
-def write_manifest(stage_dir: Path) -> None:
-    """manifest.json: the size and SHA-256 of every file of the stage directory."""
-    files = {
-        name: {"size": (stage_dir / name).stat().st_size, "sha256": sha256(stage_dir / name)}
-        for name in _files(stage_dir)
-    }
-    tmp = stage_dir / f".{MANIFEST}.tmp"
-    write_json(tmp, {"format": MANIFEST_FORMAT, "files": files})
-    os.replace(tmp, stage_dir / MANIFEST)
-
-
-def _stamp(stage_dir: Path) -> tuple | None:
-    """Which copy of a stage this is: its manifest's (else status.json's) stat fields."""
-    for name in (MANIFEST, "status.json"):
-        try:
-            st = (stage_dir / name).stat()
-        except OSError:
-            continue
-        return name, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-    return None
-
-
-def _checked_status(stage_dir: Path, rehash: bool = False) -> dict:
-    """The parsed status.json of a stage that passes its check; raises Damaged. Sizes are
-    compared on every call, hashes (or a legacy stage's parse checks) once per process and copy
-    of the stage, or again with `rehash`."""
-    key, stamp = os.path.abspath(stage_dir), _stamp(stage_dir)
-    files = _manifest(stage_dir) if stamp is not None and stamp[0] == MANIFEST else None
-    for name, (size, _) in (files or {}).items():
-        try:
-            actual = (stage_dir / name).stat().st_size
-        except FileNotFoundError:
-            raise Damaged(f"{name}: missing (listed in {MANIFEST})") from None
-        if actual != size:
-            raise Damaged(f"{name}: {actual} bytes, {MANIFEST} says {size}")
-    if rehash or key not in _VERDICTS or _VERDICTS[key][0] != stamp:
-        problem = _legacy_problem(stage_dir) if files is None else _hash_problem(stage_dir, files)
-        _VERDICTS[key] = (stamp, problem)
-    if _VERDICTS[key][1] is not None:
-        raise Damaged(_VERDICTS[key][1])
-    try:
-        status = read_json(stage_dir / "status.json")
-    except FileNotFoundError:
-        raise Damaged("status.json: missing") from None
-    except ValueError as err:
-        raise Damaged(f"status.json: not valid JSON ({err})") from None
-    if not isinstance(status, dict) or status.get("status") not in STATUSES:
-        raise Damaged(f"status.json: no status of {' or '.join(STATUSES)}")
-    return status
-
-
-def _manifest(stage_dir: Path) -> dict[str, tuple[int, str]]:
-    """name -> (size, sha256) from a stage's manifest; raises Damaged."""
-    try:
-        files = read_json(stage_dir / MANIFEST)["files"]
-        out = {name: (int(e["size"]), str(e["sha256"])) for name, e in files.items()}
-    except ValueError as err:
-        raise Damaged(f"{MANIFEST}: not valid JSON ({err})") from None
-    except (KeyError, TypeError, AttributeError):
-        raise Damaged(f"{MANIFEST}: not a list of files with sizes and hashes") from None
-    if "status.json" not in out or any(".." in Path(name).parts for name in out):
-        raise Damaged(f"{MANIFEST}: lists no status.json, or a file outside the stage")
-    return out
-
-
-def _hash_problem(stage_dir: Path, files: dict[str, tuple[int, str]]) -> str | None:
-    for name, (_, digest) in files.items():
-        if sha256(stage_dir / name) != digest:
-            return f"{name}: content differs from its SHA-256 in {MANIFEST}"
-    return None
-
-
-def _legacy_problem(stage_dir: Path) -> str | None:
-    """A stage without a manifest: JSON parses, CSV ends its last line, a .pt zip is whole."""
-    for name in _files(stage_dir):
-        path = stage_dir / name
-        if name.endswith(".json"):
-            try:
-                read_json(path)
-            except ValueError as err:
-                return f"{name}: not valid JSON ({err})"
-        elif name.endswith(".csv"):
-            with open(path, "rb") as f:
-                f.seek(max(0, path.stat().st_size - 1))
-                if f.read(1) != b"\n":
-                    return f"{name}: empty or cut short (no newline at its end)"
-        elif name.endswith(".pt"):
-            try:
-                with zipfile.ZipFile(path) as archive:
-                    bad = archive.testzip()
-            except (zipfile.BadZipFile, EOFError) as err:
-                return f"{name}: not a whole torch archive ({err})"
-            if bad is not None:
-                return f"{name}: its member {bad} fails its CRC"
-    return None
-
-
-def _problem(err: Exception) -> str:
-    if isinstance(err, OSError):
-        return f"cannot be read ({err.strerror or err}: {err.filename})"
-    return str(err)
 
 
 def _remember(stage_dir: Path, reason: str) -> str:
@@ -562,7 +356,7 @@ def verify_store(root: Path, write_manifests: bool = False) -> tuple[str, int]:
     counts = dict.fromkeys(("intact", "legacy", "sealed", "skipped", "damaged"), 0)
     for stage_dir in sorted(p for p in runs.glob("[!.]*") if p.is_dir()):
         legacy = not (stage_dir / MANIFEST).exists()
-        _VERDICTS.pop(os.path.abspath(stage_dir), None)  # hash whatever this process saw
+        forget(stage_dir)  # hash whatever this process saw
         status = store.status(stage_dir.name)
         if status is None:
             continue  # moved by another process meanwhile
@@ -573,11 +367,11 @@ def verify_store(root: Path, write_manifests: bool = False) -> tuple[str, int]:
         else:
             counts["legacy" if legacy else "intact"] += 1
     orphans = store.clean_temporaries()
-    stale = 0
+    stale_locks = 0
     for lock in runs.glob(".lock-*"):
-        owner = _read_owner(lock)
-        if not lock.name.endswith(".takeover") and _stale(lock, owner):
-            stale += _take_over(lock, owner)
+        owner = read_owner(lock)
+        if not lock.name.endswith(".takeover") and stale(lock, owner):
+            stale_locks += take_over(lock, owner)
     quarantine = store.root / QUARANTINE
     lines = [
         f"{runs}: {sum(counts.values())} stages checked",
@@ -585,7 +379,8 @@ def verify_store(root: Path, write_manifests: bool = False) -> tuple[str, int]:
         f"  no manifest (stored before manifests; parse checks passed): {counts['legacy']}",
         f"  damaged (moved to {quarantine}): {counts['damaged']}",
         f"  quarantined, kept for inspection: {len(list(quarantine.glob('*')))}",
-        f"  orphaned temporary directories removed: {len(orphans)}; stale locks removed: {stale}",
+        f"  orphaned temporary directories removed: {len(orphans)}; "
+        f"stale locks removed: {stale_locks}",
     ]
     if write_manifests:
         lines.insert(3, f"  manifests written: {counts['sealed']} (skipped: {counts['skipped']})")
