@@ -25,8 +25,9 @@ gets x * std_imagenet / 0.5 + (mean_imagenet - 0.5) / 0.5. Swin V2 uses the same
 `cpu` profile: the same blocks, narrower and one per stage, at 64 px. Window and grid
 partitions are img_size // 32 pixels on a side: at the embedded benchmark's 48 px they would be
 1 x 1 (attention over a single token, degenerate), and 48 px feature maps (24, 12, 6, 3, 2)
-admit no larger partition; at 64 px they are 2 x 2 in every stage. So MaxViT alone sees the
-48 px images upsampled to 64 px (bench.data.loading resizes to each model's `img_size`).
+admit no larger partition; at 64 px they are 2 x 2 in every stage. So MaxViT (and EAT, for its
+own reason) sees the 48 px images upsampled to 64 px (bench.data.loading resizes to each model's
+`img_size`).
 
 Weights: `--weights maxvit=FILE` (or `maxvit.backbone=FILE`), an ImageNet file in timm's layout;
 its 1000-way classifier is dropped and the 10-way one initialised (baselines/weights.py).

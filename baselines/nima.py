@@ -25,7 +25,8 @@ Backbone at every profile: BN-Inception ("Inception-v2", Ioffe & Szegedy 2015).
     reductions included); `stem_pools = 1` keeps only the stem's first max pool so that 48-px
     maps stay even before each reduction (12 and 6; BN-Inception needs even maps there: its
     3x3/2 ceil-mode pool and 3x3/2 padded convs disagree on odd sizes; `build` checks
-    `img_size`). The backbone runs channels-last (same numbers, faster CPU pooling and convs).
+    `img_size`). The backbone runs in the default (contiguous) layout: channels-last hits a oneDNN
+    bug (bench/data/loading.py).
 
 Size at `paper`: 10,280,490 parameters, i.e. BN-Inception as counted by osmr/imgclsmob's README
 (11,295,240 with the 1000-way classifier, from Cadene's port) with Linear(1024, 1000) replaced by

@@ -93,7 +93,7 @@ def caption(
         f"{spec.caption} on {names}{stand_in}; profile {profile}, {seeds} "
         f"seed{'s' if seeds > 1 else ''} ({spread}), code {', '.join(codes) or 'unknown'}, "
         f"data {', '.join(fingerprints) or 'unknown'}. {recipes(profile, runs)}"
-        f"Ours beside the paper's numbers on {papers}; {best} in bold."
+        f"{recipe_keys(request)}Ours beside the paper's numbers on {papers}; {best} in bold."
     )
 
 
@@ -124,6 +124,21 @@ def recipes(profile: str, runs: dict[str, pd.DataFrame]) -> str:
     for (model, name), rows in used.items():
         text += f"Variant {model}:{name} ({', '.join(rows)}): {variant_description(model, name)}. "
     return text
+
+
+def recipe_keys(request: Request) -> str:
+    """The recipe keys a command set over the models' own (--recipe, --emd), as set: a smaller
+    batch's fit (batch_fit), a learning rate, an epoch count change what a row means."""
+    keys = [
+        f"{key if model == '*' else f'{model}.{key}'}={value}"
+        for model, recipe in request.recipe.items()
+        for key, value in recipe.items()
+    ]
+    return (
+        f"Recipe keys set on the command line (--recipe, --emd): {', '.join(keys)}. "
+        if keys
+        else ""
+    )
 
 
 def choose_on_val(spec: TableSpec, results: pd.DataFrame) -> tuple[dict[str, str], list[str]]:

@@ -357,3 +357,21 @@ def test_a_row_compared_with_another_shows_the_change_of_its_mean():
     assert _theirs(view, 1, 0).text == "0.710 (+0.010)"
     assert _ours(view, 1, 2).text == "0.400 (-0.100)"
     assert _theirs(view, 1, 2).text == "–"  # no paper value: no change either
+
+
+def test_caption_names_the_recipe_keys_a_command_set():
+    from bench.run.grid import Request
+    from tables.make import caption
+
+    record = {**_run("base", 0, [0.6] * 5), "model": "swinv2", "code": "c0de", "data": "d474"}
+    runs = {"synth-ava": pd.DataFrame([{**record, "variants": None}])}
+    plain = caption(get_table("4"), ["synth-ava"], ["AVA"], Request(), runs)
+    assert "--recipe" not in plain
+    asked = Request(
+        recipe={"musiq": {"batch_size": 64, "batch_fit": "accumulate"}, "*": {"emd": "per_sample"}}
+    )
+    text = caption(get_table("4"), ["synth-ava"], ["AVA"], asked, runs)
+    assert (
+        "(--recipe, --emd): musiq.batch_size=64, musiq.batch_fit=accumulate, emd=per_sample."
+        in text
+    )

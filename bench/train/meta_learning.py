@@ -56,9 +56,9 @@ unchanged.
   best epoch). The official code saves the last task-adapted `model` of the last epoch instead
   (the meta model is never saved), and decays the lr with `exp_lr_scheduler`, which multiplies
   the *current* lr by 0.9^epoch each epoch: lr_e = lr_0 0.9^(e(e+1)/2) (e = 0, 1, ...),
-  7e-5 lr_0 at e = 13 and ~0 for the last 35 of 50 epochs. Its docstring means 0.9 per
-  epoch: the paper recipe is `lr_step = 1, lr_gamma = 0.9` (bench.train.lr_schedule). Both are
-  DEVIATIONS rows.
+  7e-5 lr_0 at e = 13 and ~0 for the last 35 of 50 epochs. The paper recipe runs it as the
+  code does (`schedule = "compound"`, `lr_gamma = 0.9`, bench.train.lr_schedule); what its
+  docstring means, 0.9 once per epoch, is the `step_decay` variant. Both are DEVIATIONS rows.
 Everything random comes from torch generators seeded with `seed`.
 """
 
