@@ -1,11 +1,13 @@
 """Does each claim of the paper hold on our results? Paired tests over seeds, a family per claim.
 
     python -m tables.claims [--results results] [--profile cpu] [--data-root DIR]
+                            [--tables 4,5,sampling]
 
 Reads every seed stored in the results store for each table the claims are about (its rows
 planned for seeds 0..MAX_SEEDS-1, the default options, the tables' datasets: embedded, or real
 with --data-root), not the last rendered CSV, and prints one Markdown line per claim and
-dataset. tables/stats.py holds every formula named here.
+dataset. --tables keeps the claims about these tables only (the report, and the tests its
+q-values are over, are then theirs). tables/stats.py holds every formula named here.
 
 Pairing. Two rows run with the same seed share the data order, the initial weights and the
 pool, so a claim compares them seed by seed: d_i = row_i - reference_i over the seeds where both
@@ -476,12 +478,19 @@ HEADER = (
 )
 
 
-def report(store: Store, profile: str, data_root: Path | None = None) -> str:
+def report(
+    store: Store, profile: str, data_root: Path | None = None, tables: Sequence[str] = ()
+) -> str:
     """The header (the runs read and their code versions), one line per claim and dataset,
-    and the Benjamini-Hochberg summary under the table."""
+    and the Benjamini-Hochberg summary under the table. `tables` (run_all's names: 4,
+    sampling): only the claims about these, and the q-values over their tests alone."""
+    unknown = [name for name in tables if name not in TABLES]
+    if unknown:
+        raise UserError(f"--tables: unknown table {unknown[0]!r} (one of {', '.join(TABLES)})")
+    stems = {TABLES[name].stem for name in tables}
     records: dict[str, pd.DataFrame] = {}
     lines: list[Checked | str] = []  # a claim checked, or the line of one not run
-    for claim in CLAIMS:
+    for claim in [claim for claim in CLAIMS if not stems or claim.table in stems]:
         if claim.table not in records:
             records[claim.table] = table_records(claim.table, store, profile, data_root)
         for dataset, runs in records[claim.table].groupby("dataset", sort=False):
@@ -516,9 +525,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"), help="results store")
     parser.add_argument("--profile", default="cpu", help="the profile the tables ran at (cpu)")
     parser.add_argument("--data-root", type=Path, help="the real datasets' folder, if any")
+    parser.add_argument(
+        "--tables", default="", help="only the claims about these tables, e.g. 4,5,sampling"
+    )
     args = parser.parse_args(argv)
+    tables = [name.strip() for name in args.tables.split(",") if name.strip()]
     try:
-        print(report(Store(args.results), args.profile, args.data_root))
+        print(report(Store(args.results), args.profile, args.data_root, tables))
     except (DuplicateRun, ValueError, UserError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

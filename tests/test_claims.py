@@ -321,3 +321,22 @@ def test_the_threshold_reference_is_the_row_chosen_on_validation():
     assert checked.family[0].mean_diff == pytest.approx(0.105)
     # beside the paper's "threshold" row (Section 4.4): PLCC 0.777 - 0.755 = 0.022
     assert checked.family[0].paper_diff == pytest.approx(0.022)
+
+
+TWO = ("table4", "table5")  # Table 5's claims on Table 4's rows: "not run" lines, no tests
+
+
+def test_the_report_keeps_the_claims_of_the_tables_asked_for(monkeypatch):
+    monkeypatch.setattr(
+        claims, "table_records", lambda stem, *args: TABLE4 if stem in TWO else NOTHING
+    )
+    everything = claims.report(None, "cpu").splitlines()
+    only4 = claims.report(None, "cpu", tables=["4"]).splitlines()
+    claimed = [line for line in only4 if line.startswith("| ") and "---" not in line][1:]
+    assert claimed and all("(Table 4)" in x or "Sec. 4." in x for x in claimed)
+    assert not any("L&FDS" in x or "pixel-level" in x for x in only4)
+    assert len(only4) < len(everything)
+    assert any("pixel-level" in x and "not run" in x for x in everything)
+    assert only4[-1] == everything[-1]  # Table 4's tests are every test of the full report here
+    with pytest.raises(claims.UserError, match="unknown table '6'"):
+        claims.report(None, "cpu", tables=["6"])
