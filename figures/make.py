@@ -22,7 +22,15 @@ from bench.run.grid import Request, Row
 from bench.run.pipeline import Execution, Outcome, run
 from iaa_common import UserError
 from tables.make import Made
-from tables.specs import FIGURES, FOUR_DATASETS, IAA_MODELS, TAU1_GRID, TAU2_GRID, get_table
+from tables.specs import (
+    FIGURES,
+    FOUR_DATASETS,
+    IAA_MODELS,
+    TAU1_GRID,
+    TAU2_GRID,
+    get_table,
+    tau_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -35,11 +43,7 @@ class TauGrid:
 
     def rows(self) -> list[Row]:
         """A TFA row per (tau1, tau2)."""
-        return [
-            Row(f"tau1={t1:g},tau2={t2:g}", self.model, {"tfa": True, "tau1": t1, "tau2": t2})
-            for t1 in self.tau1
-            for t2 in self.tau2
-        ]
+        return tau_rows(self.tau1, self.tau2, self.model)
 
 
 def parse_grid(text: str | None, default: Sequence[float], flag: str) -> list[float]:

@@ -6,8 +6,9 @@
 Reads every seed stored in the results store for each table the claims are about (its rows
 planned for seeds 0..MAX_SEEDS-1, the default options, the tables' datasets: embedded, or real
 with --data-root), not the last rendered CSV, and prints one Markdown line per claim and
-dataset. --tables keeps the claims about these tables only (the report, and the tests its
-q-values are over, are then theirs). tables/stats.py holds every formula named here.
+dataset. --tables keeps the claims about these tables only (fig5: Figure 5's grid, read as a
+table of its cells; the report, and the tests its q-values are over, are then theirs).
+tables/stats.py holds every formula named here.
 
 Pairing. Two rows run with the same seed share the data order, the initial weights and the
 pool, so a claim compares them seed by seed: d_i = row_i - reference_i over the seeds where both
@@ -83,7 +84,7 @@ from bench.run.store import Store
 from iaa_common import UserError
 from tables.make import choose_on_val
 from tables.paper import paper_value
-from tables.specs import TABLES, TableSpec
+from tables.specs import TABLES, RowSpec, TableSpec, tau_rows
 from tables.stats import (
     ALPHA,
     DOES_NOT_HOLD,
@@ -128,6 +129,17 @@ class Claim:
 
 
 BEST = "*"  # as a reference: every other row of the table ("has the best ...")
+# Figure 5 read as a table: its grid's rows on AVA's stand-in, the same stages the figure runs
+FIGURE5 = TableSpec(
+    key="fig5",
+    title="Figure 5",
+    caption="test SRCC of TFA over a tau1 x tau2 grid",
+    paper_datasets=["AVA"],
+    header_columns=[],
+    rows=[RowSpec(row.key, [], row.options, row.model) for row in tau_rows()],
+    file_stem="fig5_tau",
+)
+SPECS = {**TABLES, "fig5": FIGURE5}  # what --tables names
 IAA = ("nima", "hgcn", "biaa", "tanet", "maxvit", "musiq", "eat")
 
 
@@ -249,6 +261,13 @@ CLAIMS = (
         "threshold",  # the threshold row chosen on validation SRCC
         ("plcc", "srcc"),
     ),
+    Claim(
+        "SRCC peaks at tau1 = 0.2, tau2 = 4.0 (Sec. 4.4, Figure 5)",
+        "fig5_tau",
+        "tau1=0.2,tau2=4",
+        BEST,
+        ("srcc",),
+    ),
 )
 
 
@@ -265,7 +284,7 @@ class Checked:
 
 
 def _spec(stem: str) -> TableSpec:
-    return next(spec for spec in TABLES.values() if spec.stem == stem)
+    return next(spec for spec in SPECS.values() if spec.stem == stem)
 
 
 def resolve(table: str, key: str, ok: pd.DataFrame) -> str:
@@ -484,10 +503,10 @@ def report(
     """The header (the runs read and their code versions), one line per claim and dataset,
     and the Benjamini-Hochberg summary under the table. `tables` (run_all's names: 4,
     sampling): only the claims about these, and the q-values over their tests alone."""
-    unknown = [name for name in tables if name not in TABLES]
+    unknown = [name for name in tables if name not in SPECS]
     if unknown:
-        raise UserError(f"--tables: unknown table {unknown[0]!r} (one of {', '.join(TABLES)})")
-    stems = {TABLES[name].stem for name in tables}
+        raise UserError(f"--tables: unknown table {unknown[0]!r} (one of {', '.join(SPECS)})")
+    stems = {SPECS[name].stem for name in tables}
     records: dict[str, pd.DataFrame] = {}
     lines: list[Checked | str] = []  # a claim checked, or the line of one not run
     for claim in [claim for claim in CLAIMS if not stems or claim.table in stems]:
@@ -526,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu", help="the profile the tables ran at (cpu)")
     parser.add_argument("--data-root", type=Path, help="the real datasets' folder, if any")
     parser.add_argument(
-        "--tables", default="", help="only the claims about these tables, e.g. 4,5,sampling"
+        "--tables", default="", help="only the claims about these tables (fig5: Figure 5), e.g. 4,5"
     )
     args = parser.parse_args(argv)
     tables = [name.strip() for name in args.tables.split(",") if name.strip()]

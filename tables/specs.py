@@ -6,6 +6,7 @@ matches the paper's numbers in paper_numbers.csv. Adding an ablation is adding a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.run.grid import Row
@@ -154,6 +155,19 @@ FOUR_DATASETS = ["AVA", "AADB", "TAD66K", "PARA"]
 # 0.5 / 2). --tau1-grid and --tau2-grid change it.
 TAU1_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)
 TAU2_GRID = (2.0, 3.0, 4.0, 5.0, 6.0)
+
+
+def tau_rows(
+    tau1: Sequence[float] = TAU1_GRID, tau2: Sequence[float] = TAU2_GRID, model: str = "swinv2"
+) -> list[Row]:
+    """Figure 5's grid: a TFA row per (tau1, tau2), keyed "tau1=0.2,tau2=4"."""
+    return [
+        Row(f"tau1={t1:g},tau2={t2:g}", model, {"tfa": True, "tau1": t1, "tau2": t2})
+        for t1 in tau1
+        for t2 in tau2
+    ]
+
+
 # The seven IAA models of Tables 1 and 3, in the paper's order: (registry name, paper's name)
 IAA_MODELS = [
     ("nima", "NIMA"),

@@ -340,3 +340,26 @@ def test_the_report_keeps_the_claims_of_the_tables_asked_for(monkeypatch):
     assert only4[-1] == everything[-1]  # Table 4's tests are every test of the full report here
     with pytest.raises(claims.UserError, match="unknown table '6'"):
         claims.report(None, "cpu", tables=["6"])
+
+
+def test_figure5_is_read_as_a_table_of_its_cells_and_its_peak_claim_checked(monkeypatch):
+    from figures.make import TauGrid
+
+    assert [spec.row() for spec in claims.FIGURE5.rows] == TauGrid().rows()  # the same stages
+    peak = [0.62, 0.63, 0.61]
+    grid = _records(
+        {
+            "tau1=0.2,tau2=4": {"srcc": peak},
+            "tau1=0.1,tau2=2": {"srcc": _minus(peak, [0.05, 0.06, 0.04])},
+            "tau1=0.5,tau2=3": {"srcc": _minus(peak, [0.001, -0.004, 0.002])},
+        }
+    )
+    monkeypatch.setattr(
+        claims, "table_records", lambda stem, *args: grid if stem == "fig5_tau" else NOTHING
+    )
+    lines = claims.report(None, "cpu", tables=["fig5"]).splitlines()
+    (line,) = [x for x in lines if x.startswith("| SRCC peaks at tau1 = 0.2, tau2 = 4.0")]
+    assert "tau1=0.2,tau2=4 vs every other row, 3 paired seeds" in line
+    # Holm over 2: vs tau1=0.1 (t 8.66, p 0.013 -> 0.026) holds, vs tau1=0.5 not: not shown
+    assert "S not shown: strongest rival tau1=0.5,tau2=3 -0.000 [" in line
+    assert "the paper gives no difference here" in line and line.endswith("| not shown |")
