@@ -236,12 +236,14 @@ def test_images_vary_with_nuisance() -> None:
 
 
 # Content fingerprints of the embedded benchmark as the profiles load it (bench.data.registry:
-# data seed 0, cached by synth._generate_portably with NumPy's baseline kernels only). They must
-# be the same on every x86-64 machine. At these sizes NumPy's CPU-specific float32 kernels change
-# the bytes (measured with NumPy 2.4.6: smoke synth-ava is 7caf47d53c10 with the AVX2 kernels and
-# 973322622791 with AVX-512, cpu synth-ava 8d8d584e2814 and a84e664fa51b), so these fail when
-# generation stops being portable (test_only_the_baseline_kernels_give_the_golden_bytes). The
-# 16 px images the goldens were taken at before came out the same under every kernel.
+# data seed 0, cached by synth._generate_portably in synth.portable_env). They must be the same
+# on every x86-64 machine. At these sizes the CPU-specific kernels change the bytes (measured
+# with NumPy 2.4.6 and its OpenBLAS 0.3.31: smoke synth-ava is 7caf47d53c10 with NumPy's AVX2
+# kernels and 973322622791 with AVX-512, cpu synth-ava 8d8d584e2814 and a84e664fa51b; with
+# NumPy's baseline kernels but OpenBLAS's SkylakeX, Cooperlake or SapphireRapids kernels, smoke
+# synth-ava is 9a9cfbba91f5 and cpu synth-ava 010e15d40042), so these fail when generation
+# stops being portable (the two tests after this one). The 16 px images the goldens were taken
+# at before came out the same under every kernel.
 GOLDEN = {
     ("smoke", "synth-ava"): "e4e70a1db76b",
     ("smoke", "synth-aadb"): "34b59989789e",
@@ -259,23 +261,8 @@ def test_the_cached_benchmark_has_the_same_bytes_on_every_machine(
     assert data.fingerprint == GOLDEN[profile, preset]
 
 
-# NumPy's runtime SIMD targets (ascending) that this CPU runs, e.g. X86_V3 (AVX2), X86_V4
-# (AVX-512), AVX512_ICL; "baseline" is every one switched off, as _generate_portably does.
-LEVELS = ["baseline", *(target for target in __cpu_dispatch__ if __cpu_features__.get(target))]
-
-
-@pytest.mark.parametrize("level", LEVELS)
-def test_only_the_baseline_kernels_give_the_golden_bytes(level: str) -> None:
-    """The smoke presets generated in a process whose NumPy dispatches its kernels up to `level`
-    (the targets above it switched off): the golden bytes at "baseline", other bytes, and so a
-    failing golden test, with the kernels of any level above it (portable generation off)."""
-    if level == "baseline":
-        above = __cpu_dispatch__
-    else:
-        above = __cpu_dispatch__[__cpu_dispatch__.index(level) + 1 :]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NPY_")}
-    if above:
-        env["NPY_DISABLE_CPU_FEATURES"] = ",".join(above)
+def _smoke_fingerprints(env: dict[str, str]) -> dict[str, str]:
+    """The smoke presets' fingerprints, generated in a child process with ``env``."""
     code = (
         "from bench.data import synth; from bench.data.types import fingerprint; "
         "from bench.profiles import get_profile; p = get_profile('smoke'); "
@@ -284,9 +271,57 @@ def test_only_the_baseline_kernels_give_the_golden_bytes(level: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                          text=True, check=True)  # fmt: skip
-    made = dict(zip(PRESET_NAMES, out.stdout.split(), strict=True))
-    golden = {name: GOLDEN["smoke", name] for name in PRESET_NAMES}
+    return dict(zip(PRESET_NAMES, out.stdout.split(), strict=True))
+
+
+SMOKE_GOLDEN = {name: GOLDEN["smoke", name] for name in PRESET_NAMES}
+
+# NumPy's runtime SIMD targets (ascending) that this CPU runs, e.g. X86_V3 (AVX2), X86_V4
+# (AVX-512), AVX512_ICL; "baseline" is every one switched off, as synth.portable_env does.
+LEVELS = ["baseline", *(target for target in __cpu_dispatch__ if __cpu_features__.get(target))]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_only_the_baseline_kernels_give_the_golden_bytes(level: str) -> None:
+    """The smoke presets generated with OpenBLAS pinned as synth.portable_env pins it and NumPy
+    dispatching its kernels up to `level` (the targets above it switched off): the golden bytes
+    at "baseline", other bytes, and so a failing golden test, with the kernels of any level
+    above it (NumPy's part of portable generation off)."""
     if level == "baseline":
-        assert made == golden
+        above = __cpu_dispatch__
+    else:
+        above = __cpu_dispatch__[__cpu_dispatch__.index(level) + 1 :]
+    env = {k: v for k, v in synth.portable_env().items() if k != "NPY_DISABLE_CPU_FEATURES"}
+    if above:
+        env["NPY_DISABLE_CPU_FEATURES"] = ",".join(above)
+    made = _smoke_fingerprints(env)
+    if level == "baseline":
+        assert made == SMOKE_GOLDEN
     else:  # measured: AVX2 changes three presets' bytes (not synth-tad66k's), AVX-512 all four
-        assert made["synth-ava"] != golden["synth-ava"], made
+        assert made["synth-ava"] != SMOKE_GOLDEN["synth-ava"], made
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.uname().machine != "x86_64", reason="x86-64 Linux"
+)
+@pytest.mark.parametrize("coretype", ["Prescott", "SkylakeX"])
+def test_openblas_generic_kernels_give_the_golden_bytes(coretype: str) -> None:
+    """NumPy's baseline kernels with OpenBLAS's generic SSE3 kernels (what portable_env pins):
+    the golden bytes; with its AVX-512 gemv kernels (what OpenBLAS picks by itself on an AVX-512
+    CPU): other bytes, so the golden test fails there when OpenBLAS is left to choose."""
+    if coretype == "SkylakeX" and "avx512f" not in _cpu_flags():
+        pytest.skip("this CPU cannot run OpenBLAS's AVX-512 kernels")
+    env = synth.portable_env() | {"OPENBLAS_CORETYPE": coretype}
+    made = _smoke_fingerprints(env)
+    if coretype == "Prescott":
+        assert made == SMOKE_GOLDEN
+    else:
+        assert made["synth-ava"] != SMOKE_GOLDEN["synth-ava"], made

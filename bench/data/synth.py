@@ -68,6 +68,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -84,9 +85,12 @@ from scipy.special import expit, ndtr
 from bench.data.types import IAADataset, LabelKind, Split, fingerprint
 from iaa_common import NUM_BINS, UserError
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 """Bump whenever generation changes, so that no cache written by an older generator is used.
-Version 3: generated with NumPy's runtime SIMD dispatch disabled (see :func:`load_synth`)."""
+Version 3: generated with NumPy's runtime SIMD dispatch disabled (see :func:`load_synth`).
+Version 4: OpenBLAS's kernels pinned too (:func:`portable_env`). The bytes are version 3's on
+CPUs whose OpenBLAS chose its Haswell or Zen kernels (the golden hashes are unchanged); on
+AVX-512 CPUs (SkylakeX, Cooperlake, SapphireRapids kernels) version 3 gave other bytes."""
 
 BIN_EDGES: tuple[float, ...] = (0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0)
 """Score bins of the paper's Figure 1 on the 10-point scale; the last bin is closed."""
@@ -785,17 +789,16 @@ def _read(path: Path, preset: str) -> IAADataset | None:
     return data if data.name == preset else None
 
 
-def _generate_portably(
-    preset: str, img_size: int, sizes: Sizes, seed: int, difficulty: Difficulty, path: Path
-) -> None:
-    """:func:`generate` into ``path`` in a child process whose NumPy runs its baseline kernels
-    only (every runtime SIMD dispatch target disabled with ``NPY_DISABLE_CPU_FEATURES``).
+def portable_env() -> dict[str, str]:
+    """The environment of a child process whose numerical kernels are the same code on every
+    x86-64 CPU: NumPy's baseline kernels only (every runtime SIMD dispatch target disabled with
+    ``NPY_DISABLE_CPU_FEATURES``) and, on x86-64, OpenBLAS's generic SSE3 kernels
+    (``OPENBLAS_CORETYPE=Prescott``, one thread) for the matrix products.
 
-    NumPy picks float32 exp, log, sin, ... kernels by CPU at run time (AVX2, AVX-512, ...);
+    NumPy picks float32 exp, log, sin, ... kernels by CPU at run time (AVX2, AVX-512, ...), and
+    OpenBLAS picks its gemv kernel by CPU too (Haswell, Zen, SkylakeX, SapphireRapids, ...);
     their last bits differ, and so would a few pixels of the rendered images, and every model
-    trained on them, from one machine to another. The baseline kernels are the same code on
-    every x86-64 CPU, so the cached bytes are too (tests/test_synth.py keeps a golden hash).
-    """
+    trained on them, from one machine to another."""
     from numpy._core._multiarray_umath import __cpu_dispatch__
 
     root = str(Path(__file__).resolve().parents[2])
@@ -804,6 +807,17 @@ def _generate_portably(
         "NPY_DISABLE_CPU_FEATURES": ",".join(__cpu_dispatch__),
         "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
     }
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        env |= {"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "1"}
+    return env
+
+
+def _generate_portably(
+    preset: str, img_size: int, sizes: Sizes, seed: int, difficulty: Difficulty, path: Path
+) -> None:
+    """:func:`generate` into ``path`` in a child process with :func:`portable_env`, so that the
+    cached bytes are the same on every x86-64 CPU (tests/test_synth.py keeps golden hashes)."""
+    env = portable_env()
     request = {
         "preset": preset,
         "img_size": img_size,

@@ -3,9 +3,10 @@
 Two machines of the same kind first part ways before training starts:
 
 - the embedded benchmark: NumPy picks its float32 exp/sin/log kernels by CPU at run time
-  (AVX2 here, AVX-512 elsewhere), and their last bits change a few rendered pixels. The
-  generator therefore runs with NumPy's baseline kernels only (bench/data/synth.py,
-  `_generate_portably`; tests/test_synth.py keeps golden content hashes);
+  (AVX2 here, AVX-512 elsewhere), and OpenBLAS its matrix-vector kernel (Haswell, Zen,
+  SkylakeX, ...); their last bits change a few rendered pixels. The generator therefore runs
+  with NumPy's baseline kernels and OpenBLAS's generic ones (bench/data/synth.py,
+  `portable_env`; tests/test_synth.py keeps golden content hashes);
 - the initial weights: torch's random-initialisation transforms (normal, truncated normal) are
   vectorised per CPU capability, so the same seed gives other weights under AVX-512 than under
   AVX2 (measured here: AVX2 against torch's baseline kernels differ in the weights' hash).
