@@ -193,9 +193,12 @@ def test_kill_mid_grid_loses_no_completed_stage(tmp_path):
 def test_killing_the_runner_alone_leaves_no_process_behind(tmp_path):
     """kill -9 of the parent only (not its process group), while its workers compute: every
     worker, the progress queue's manager and the resource trackers exit within seconds, and
-    each stage in the store is whole (a stage being computed is absent)."""
+    each stage in the store is whole (a stage being computed is absent). 20 seeds, so that the
+    grid is still running 1.5 s after its first stage on a fast CPU (one seed's 8 smoke stages
+    take about 1.5 s there)."""
+    args = [*SMOKE, "--seeds", "20", "--jobs", "2", "--results", str(tmp_path)]
     proc = subprocess.Popen(
-        [sys.executable, "run_all.py", *SMOKE, "--jobs", "2", "--results", str(tmp_path)],
+        [sys.executable, "run_all.py", *args],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     assert _first_completed_stage(tmp_path / "runs", proc), "no stage completed in time"
