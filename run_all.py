@@ -211,7 +211,10 @@ def _show(made, how, heading: str = "") -> int:
         print(made.describe(how))  # with the runner's stages at once on how.device
         return damaged
     written = ", ".join(str(path) for path in made.paths)
-    print(f"{heading}written: {written}" if heading else f"{made.text}\nwritten: {written}")
+    if not made.paths:  # a dry run of a figure that trains nothing
+        print(f"{heading}{made.text}")
+    else:
+        print(f"{heading}written: {written}" if heading else f"{made.text}\nwritten: {written}")
     return max(damaged, int(made.failed))
 
 

@@ -67,8 +67,13 @@ def _noted(title: str, request: Request) -> str:
 def make_figure(
     key: str, request: Request, how: Execution, taus: TauGrid = TauGrid()
 ) -> Made | Outcome:
-    """Figure `key` (FIGURES); a dry run of Figure 5 returns the Outcome."""
+    """Figure `key` (FIGURES); a dry run of Figure 5 returns the Outcome, of Figure 1 and the
+    tail figure (which train nothing) what they would be drawn from, drawing nothing."""
     if key == "1":
+        if how.dry_run:
+            return Made(
+                "Figure 1 trains nothing: the datasets' score histograms (a dry run draws nothing)"
+            )
         return histograms(request, how)
     if key == "5":
         return tau_heatmap(request, how, taus)
@@ -162,6 +167,8 @@ def tail(request: Request, how: Execution) -> Made:
         f"{n_table1} of {len(runs1)} Table 1 runs and {len(done)} of {len(wanted)} "
         "Table 3 runs stored"
     )
+    if how.dry_run:
+        return Made(f"the tail figure trains nothing: {summary} (a dry run draws nothing)")
     title = (
         f"The long tail on {dataset}: profile {request.profile}, {request.seeds} seed(s); {summary}"
     )

@@ -60,6 +60,12 @@ def test_table3_reuses_table1s_plain_runs_and_shows_the_change(results):
 
 
 def test_tail_figure_and_figure1_from_the_store(results):
+    dry = _cli("--figure", "tail", *SMOKE, "--dry-run", results=results)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "9 of 9 Table 1 runs and 14 of 14 Table 3 runs stored" in dry.stdout
+    dry1 = _cli("--figure", "1", "--profile", "smoke", "--dry-run", results=results)
+    assert dry1.returncode == 0 and "trains nothing" in dry1.stdout, dry1.stderr[-2000:]
+    assert not (results / "figures").exists()  # a dry run draws nothing
     tail = _cli("--figure", "tail", *SMOKE, results=results)
     assert tail.returncode == 0, tail.stderr[-2000:]
     assert "9 of 9 Table 1 runs and 14 of 14 Table 3 runs stored" in tail.stdout
