@@ -70,10 +70,6 @@ def make_figure(
     """Figure `key` (FIGURES); a dry run of Figure 5 returns the Outcome, of Figure 1 and the
     tail figure (which train nothing) what they would be drawn from, drawing nothing."""
     if key == "1":
-        if how.dry_run:
-            return Made(
-                "Figure 1 trains nothing: the datasets' score histograms (a dry run draws nothing)"
-            )
         return histograms(request, how)
     if key == "5":
         return tau_heatmap(request, how, taus)
@@ -85,6 +81,11 @@ def make_figure(
 def histograms(request: Request, how: Execution) -> Made:
     """Figure 1: score histograms of the datasets beside the paper's Figure 1 counts."""
     from figures.histograms import draw, table
+
+    if how.dry_run:
+        return Made(
+            "Figure 1 trains nothing: the datasets' score histograms (a dry run draws nothing)"
+        )
 
     profile = get_profile(request.profile)
     names = request.datasets(FOUR_DATASETS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -301,23 +300,15 @@ def test_only_the_baseline_kernels_give_the_golden_bytes(level: str) -> None:
         assert made["synth-ava"] != SMOKE_GOLDEN["synth-ava"], made
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
-
-
 @pytest.mark.skipif(
-    not sys.platform.startswith("linux") or os.uname().machine != "x86_64", reason="x86-64 Linux"
+    "OPENBLAS_CORETYPE" not in synth.portable_env(), reason="OpenBLAS is pinned on x86-64 only"
 )
 @pytest.mark.parametrize("coretype", ["Prescott", "SkylakeX"])
 def test_openblas_generic_kernels_give_the_golden_bytes(coretype: str) -> None:
     """NumPy's baseline kernels with OpenBLAS's generic SSE3 kernels (what portable_env pins):
     the golden bytes; with its AVX-512 gemv kernels (what OpenBLAS picks by itself on an AVX-512
     CPU): other bytes, so the golden test fails there when OpenBLAS is left to choose."""
-    if coretype == "SkylakeX" and "avx512f" not in _cpu_flags():
+    if coretype == "SkylakeX" and not __cpu_features__.get("AVX512F"):
         pytest.skip("this CPU cannot run OpenBLAS's AVX-512 kernels")
     env = synth.portable_env() | {"OPENBLAS_CORETYPE": coretype}
     made = _smoke_fingerprints(env)
